@@ -50,11 +50,16 @@ func (c *Fake) Now() time.Time {
 	return c.now
 }
 
-// AfterFunc arms a timer that fires once Advance passes now+d.
+// AfterFunc arms a timer that fires once Advance passes now+d; with d <= 0
+// it fires at once, as time.AfterFunc does.
 func (c *Fake) AfterFunc(d time.Duration, f func()) Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := &fakeTimer{c: c, at: c.now.Add(d), f: f}
+	if d <= 0 {
+		go f()
+		return t
+	}
 	c.timers = append(c.timers, t)
 	return t
 }

@@ -1,0 +1,366 @@
+package registrar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tandemswitch/tandem/events"
+	"github.com/tandemswitch/tandem/events/eventpb"
+	"github.com/tandemswitch/tandem/internal/clock"
+)
+
+// Config wires registration actors to their dependencies.
+type Config struct {
+	Store  events.Store
+	Clock  clock.Clock
+	Node   string // node_id written into every event
+	Limits Limits
+	// IdleTimeout: an actor with no bindings stops after this long without
+	// messages (it is re-activated, by replay, on the next REGISTER).
+	// Default 1 minute.
+	IdleTimeout time.Duration
+	// RequestTimeout bounds how long Register waits for the actor.
+	// Default 5 s.
+	RequestTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+// Result is what the registrar answers a successful REGISTER with.
+type Result struct {
+	Bindings []Binding // active bindings, for the 200 OK's Contact list
+	Now      time.Time // the time the request was decided at
+}
+
+// Messages of the registration actor.
+type (
+	registerMsg struct {
+		cmd   *Register
+		cause *eventpb.Cause
+	}
+	registerReply struct {
+		res *Result
+		err error
+	}
+	activateMsg struct{}
+	expireMsg   struct{}
+)
+
+// Registry finds and spawns registration actors: one live activation per
+// AOR, on a protoactor-go actor system. It is safe for concurrent use; its
+// methods are called concurrently by the gateway.
+//
+// Routing and retirement share one mutex so that no message can be queued
+// behind a retiring actor's poison pill: a request either reaches the
+// activation before it retires (and is answered, possibly with errRetired,
+// which makes the registry retry on a fresh activation) or it finds the AOR
+// gone from the map and spawns a new activation. Each activation has its own
+// actor name ("reg/<aor>/<n>"), so a new one never waits for the old to stop.
+type Registry struct {
+	system *actor.ActorSystem
+	cfg    Config
+
+	mu      sync.Mutex // guards live, gen and stopped; held while enqueueing
+	live    map[string]*actor.PID
+	gen     uint64
+	stopped bool
+}
+
+// errRetired answers a message that reached an activation after it retired
+// (fenced or passivated); the registry retries it on a fresh activation.
+var errRetired = errors.New("registrar: activation retired")
+
+// NewRegistry creates a registry on system.
+func NewRegistry(system *actor.ActorSystem, cfg Config) *Registry {
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = time.Minute
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Registry{system: system, cfg: cfg, live: map[string]*actor.PID{}}
+}
+
+// send enqueues msg for aor's activation, spawning one when needed.
+func (r *Registry) send(aor string, msg any, timeout time.Duration) (*actor.Future, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return nil, fmt.Errorf("%w: registry stopped", ErrUnavailable)
+	}
+	pid, ok := r.live[aor]
+	if !ok {
+		r.gen++
+		props := actor.PropsFromProducer(func() actor.Actor { return &regActor{r: r, aor: aor} })
+		var err error
+		pid, err = r.system.Root.SpawnNamed(props, fmt.Sprintf("reg/%s/%d", aor, r.gen))
+		if err != nil {
+			return nil, fmt.Errorf("%w: spawn activation of %s: %v", ErrUnavailable, aor, err)
+		}
+		r.live[aor] = pid
+	}
+	return r.system.Root.RequestFuture(pid, msg, timeout), nil
+}
+
+// retire removes pid as aor's activation and queues its poison pill, under
+// the routing lock (see Registry). Called from the actor itself.
+func (r *Registry) retire(aor string, pid *actor.PID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cur, ok := r.live[aor]; ok && cur.Equal(pid) {
+		delete(r.live, aor)
+	}
+	r.system.Root.Poison(pid)
+}
+
+// request sends msg to aor's activation and waits for its answer, retrying
+// on a fresh activation when the message reached a retired one (it was not
+// processed, so this cannot apply it twice).
+func (r *Registry) request(ctx context.Context, aor string, msg any) (*registerReply, error) {
+	timeout := r.cfg.RequestTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
+		timeout = time.Until(dl)
+	}
+	for attempt := 0; attempt < 3; attempt++ {
+		f, err := r.send(aor, msg, timeout)
+		if err != nil {
+			return nil, err
+		}
+		res, err := f.Result()
+		if err != nil {
+			return nil, fmt.Errorf("%w: activation of %s: %v", ErrUnavailable, aor, err)
+		}
+		rep := res.(*registerReply)
+		if errors.Is(rep.err, errRetired) {
+			continue
+		}
+		return rep, nil
+	}
+	return nil, fmt.Errorf("%w: activations of %s kept retiring", ErrUnavailable, aor)
+}
+
+// Register hands an authenticated REGISTER to its AOR's actor and returns the
+// bindings to answer with. The events are durable before it returns.
+func (r *Registry) Register(ctx context.Context, cmd *Register, cause *eventpb.Cause) (*Result, error) {
+	rep, err := r.request(ctx, cmd.AOR, &registerMsg{cmd: cmd, cause: cause})
+	if err != nil {
+		return nil, err
+	}
+	return rep.res, rep.err
+}
+
+// Activate makes sure aor's actor is running: it replays the stream and
+// re-arms the expiry timer (expiring at once what expired while down).
+func (r *Registry) Activate(ctx context.Context, aor string) error {
+	rep, err := r.request(ctx, aor, &activateMsg{})
+	if err != nil {
+		return err
+	}
+	return rep.err
+}
+
+// Live returns how many registration activations are routed to.
+func (r *Registry) Live() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.live)
+}
+
+// Stop stops every actor (after the message it is handling) and refuses
+// new requests.
+func (r *Registry) Stop() {
+	r.mu.Lock()
+	r.stopped = true
+	pids := make([]*actor.PID, 0, len(r.live))
+	for _, pid := range r.live {
+		pids = append(pids, pid)
+	}
+	r.mu.Unlock()
+	futures := make([]*actor.Future, 0, len(pids))
+	for _, pid := range pids {
+		futures = append(futures, r.system.Root.PoisonFuture(pid))
+	}
+	for _, f := range futures {
+		_ = f.Wait()
+	}
+}
+
+// regActor is one activation of an AOR's registration actor. Receive is
+// called serially.
+type regActor struct {
+	r       *Registry
+	aor     string
+	state   State
+	loadErr error
+	timer   clock.Timer
+	retired bool // fenced, failed or passivated: answers errRetired
+}
+
+func (a *regActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		a.loadErr = a.load()
+		if a.loadErr != nil {
+			a.r.cfg.Logger.Error("registration actor failed to load", "aor", a.aor, "err", a.loadErr)
+		}
+		ctx.SetReceiveTimeout(a.r.cfg.IdleTimeout)
+		a.arm(ctx)
+	case *registerMsg:
+		if a.retired {
+			ctx.Respond(&registerReply{err: errRetired})
+			return
+		}
+		ctx.Respond(a.handleRegister(ctx, m))
+	case *activateMsg:
+		if a.retired {
+			ctx.Respond(&registerReply{err: errRetired})
+			return
+		}
+		if a.loadErr != nil {
+			a.retire(ctx)
+		}
+		ctx.Respond(&registerReply{err: a.loadErr})
+	case *expireMsg:
+		if !a.retired {
+			a.handleExpire(ctx)
+		}
+	case *actor.ReceiveTimeout:
+		if len(a.state.Binds) == 0 && !a.retired {
+			a.retire(ctx)
+		}
+	case *actor.Stopping:
+		if a.timer != nil {
+			a.timer.Stop()
+		}
+	}
+}
+
+// retire stops this activation: nothing more is routed to it, queued
+// messages are answered errRetired, then it stops.
+func (a *regActor) retire(ctx actor.Context) {
+	a.retired = true
+	if a.timer != nil {
+		a.timer.Stop()
+		a.timer = nil
+	}
+	a.r.retire(a.aor, ctx.Self())
+}
+
+// load replays the AOR's stream into the state.
+func (a *regActor) load() error {
+	stream := StreamName(a.aor)
+	from := uint64(1)
+	for {
+		evs, err := a.r.cfg.Store.ReadStream(context.Background(), stream, from, 512)
+		if err != nil {
+			return fmt.Errorf("%w: read %s: %v", ErrUnavailable, stream, err)
+		}
+		for _, env := range evs {
+			msg, err := events.Unwrap(env)
+			if err != nil && !errors.Is(err, events.ErrUnknownType) {
+				return fmt.Errorf("%w: replay %s: %v", ErrUnavailable, stream, err)
+			}
+			if msg != nil {
+				a.state.Apply(msg)
+			}
+			a.state.Version = env.GetVersion()
+		}
+		if len(evs) < 512 {
+			return nil
+		}
+		from = a.state.Version + 1
+	}
+}
+
+func (a *regActor) handleRegister(ctx actor.Context, m *registerMsg) *registerReply {
+	if a.loadErr != nil {
+		a.retire(ctx)
+		return &registerReply{err: a.loadErr}
+	}
+	now := a.r.cfg.Clock.Now()
+	evs, err := DecideRegister(&a.state, m.cmd, now, a.r.cfg.Limits)
+	if err != nil {
+		return &registerReply{err: err}
+	}
+	if err := a.persist(ctx, evs, now, m.cause); err != nil {
+		return &registerReply{err: err}
+	}
+	return &registerReply{res: &Result{Bindings: a.state.Active(now), Now: now}}
+}
+
+func (a *regActor) handleExpire(ctx actor.Context) {
+	if a.loadErr != nil {
+		return
+	}
+	now := a.r.cfg.Clock.Now()
+	evs := DecideExpire(&a.state, now)
+	if err := a.persist(ctx, evs, now, &eventpb.Cause{Method: "timer"}); err != nil {
+		a.r.cfg.Logger.Warn("binding expiry not persisted; retrying", "aor", a.aor, "err", err)
+		// persist retired this activation; the next one re-reads the
+		// stream and re-arms. Make sure there is a next one.
+		if !errors.Is(err, ErrFenced) {
+			aor := a.aor
+			a.r.cfg.Clock.AfterFunc(time.Second, func() { _ = a.r.Activate(context.Background(), aor) })
+		}
+	}
+}
+
+// persist appends evs with the expected version, applies them, and re-arms
+// the expiry timer. On a version conflict the actor has been superseded: it
+// stops at once without acting (invariant 1). On any other append error the
+// outcome is unknown, so it also stops and the next activation re-reads.
+func (a *regActor) persist(ctx actor.Context, evs []proto.Message, now time.Time, cause *eventpb.Cause) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	envs := make([]*eventpb.Envelope, 0, len(evs))
+	for _, e := range evs {
+		env, err := events.Wrap(e, now, a.r.cfg.Node, cause)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		envs = append(envs, env)
+	}
+	res, err := a.r.cfg.Store.Append(context.Background(), StreamName(a.aor), int64(a.state.Version), envs)
+	if err != nil {
+		a.retire(ctx)
+		if errors.Is(err, events.ErrVersionConflict) {
+			a.r.cfg.Logger.Error("registration actor fenced", "aor", a.aor, "err", err)
+			return fmt.Errorf("%w: %v", ErrFenced, err)
+		}
+		return fmt.Errorf("%w: append: %v", ErrUnavailable, err)
+	}
+	for _, e := range evs {
+		a.state.Apply(e)
+	}
+	a.state.Version = res.Version
+	a.arm(ctx)
+	return nil
+}
+
+// arm (re)sets the single expiry timer to the earliest binding expiry.
+func (a *regActor) arm(ctx actor.Context) {
+	if a.timer != nil {
+		a.timer.Stop()
+		a.timer = nil
+	}
+	next, ok := a.state.NextExpiry()
+	if !ok {
+		return
+	}
+	d := next.Sub(a.r.cfg.Clock.Now())
+	if d < 0 {
+		d = 0
+	}
+	self := ctx.Self()
+	a.timer = a.r.cfg.Clock.AfterFunc(d, func() { a.r.system.Root.Send(self, &expireMsg{}) })
+}
