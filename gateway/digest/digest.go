@@ -1,0 +1,312 @@
+// Package digest implements the server side of SIP digest authentication
+// (RFC 3261 22, RFC 7616 with the SIP algorithms of RFC 8760): challenges
+// for MD5 and SHA-256 with qop=auth, self-validating nonces that expire (and
+// are then answered with stale=true), and nonce-count replay rejection.
+//
+// Header parsing and formatting use github.com/icholy/digest (the library the
+// stack names); the checks a server needs (nonce integrity and age, realm,
+// uri, nc replay, the response itself) are ours. Unknown users are verified
+// against a per-process derived HA1, so that answers and timing do not
+// reveal which users exist.
+//
+// An Authenticator is safe for concurrent use.
+package digest
+
+import (
+	"crypto/hmac"
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"strings"
+	"time"
+
+	icdigest "github.com/icholy/digest"
+
+	"github.com/tandemswitch/tandem/internal/clock"
+)
+
+// HA1Source finds a user's HA1 (hex H(user:realm:password)) for an
+// algorithm ("MD5" or "SHA-256"). ok is false for an unknown user, or one
+// without an HA1 for that algorithm. Called concurrently.
+type HA1Source func(user, algorithm string) (ha1 string, ok bool)
+
+// Options configure an Authenticator.
+type Options struct {
+	Realm string
+	// Algorithms offered, most preferred first. Default MD5, SHA-256.
+	Algorithms []string
+	// NonceTTL: a nonce older than this is stale. Default 5 minutes.
+	NonceTTL time.Duration
+	// MaxTrackedNonces bounds the replay guard. Default 1,000,000.
+	MaxTrackedNonces int
+	// Secret keys nonces and fake HA1s. Default: 32 random bytes. Nodes of a
+	// cluster share one so that any node can check any node's nonce.
+	Secret []byte
+	Clock  clock.Clock
+	Users  HA1Source
+}
+
+// Outcome of a verification.
+type Outcome int
+
+const (
+	// OK: credentials are valid; Result.User is authenticated.
+	OK Outcome = iota
+	// Challenge: no usable credentials (none for our realm, an unknown or
+	// forged nonce, an unsupported algorithm): answer 401/407 with a fresh
+	// challenge.
+	Challenge
+	// Stale: the response was right but the nonce expired or its count was
+	// replayed: answer 401/407 with a fresh challenge and stale=true.
+	Stale
+	// Forbidden: wrong password or unknown user: answer 403.
+	Forbidden
+	// Malformed: the header cannot be parsed or lacks required fields, or
+	// its uri does not match the request: answer 400 with Result.Reason.
+	Malformed
+)
+
+func (o Outcome) String() string {
+	return [...]string{"ok", "challenge", "stale", "forbidden", "malformed"}[o]
+}
+
+// Result of Verify.
+type Result struct {
+	Outcome Outcome
+	User    string // the claimed user name (authenticated only when OK)
+	Reason  string // for Malformed and Forbidden: why, for logs and 400s
+}
+
+// Authenticator issues challenges and verifies credentials.
+type Authenticator struct {
+	opts  Options
+	guard *replayGuard
+}
+
+// New returns an Authenticator.
+func New(opts Options) (*Authenticator, error) {
+	if opts.Realm == "" {
+		return nil, fmt.Errorf("digest: empty realm")
+	}
+	if len(opts.Algorithms) == 0 {
+		opts.Algorithms = []string{"MD5", "SHA-256"}
+	}
+	for _, a := range opts.Algorithms {
+		if a != "MD5" && a != "SHA-256" {
+			return nil, fmt.Errorf("digest: unsupported algorithm %q", a)
+		}
+	}
+	if opts.NonceTTL <= 0 {
+		opts.NonceTTL = 5 * time.Minute
+	}
+	if opts.MaxTrackedNonces <= 0 {
+		opts.MaxTrackedNonces = 1_000_000
+	}
+	if len(opts.Secret) == 0 {
+		opts.Secret = make([]byte, 32)
+		if _, err := rand.Read(opts.Secret); err != nil {
+			return nil, fmt.Errorf("digest: secret: %w", err)
+		}
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.Users == nil {
+		return nil, fmt.Errorf("digest: no user source")
+	}
+	return &Authenticator{opts: opts, guard: newReplayGuard(opts.MaxTrackedNonces, opts.NonceTTL)}, nil
+}
+
+// Challenges returns one header value per offered algorithm, most preferred
+// first, for WWW-Authenticate (401) or Proxy-Authenticate (407).
+func (a *Authenticator) Challenges(stale bool) []string {
+	nonce := a.newNonce()
+	opaque := a.opaque()
+	out := make([]string, 0, len(a.opts.Algorithms))
+	for _, alg := range a.opts.Algorithms {
+		c := icdigest.Challenge{
+			Realm:     a.opts.Realm,
+			Nonce:     nonce,
+			Opaque:    opaque,
+			Stale:     stale,
+			Algorithm: alg,
+			QOP:       []string{"auth"},
+		}
+		out = append(out, c.String())
+	}
+	return out
+}
+
+// Nonce layout: 8 bytes issue time (unix ns, big endian), 8 random bytes,
+// 16 bytes of HMAC-SHA256(secret, first 16 bytes); base64url, 43 chars.
+const nonceRaw = 32
+
+func (a *Authenticator) newNonce() string {
+	var b [nonceRaw]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(a.opts.Clock.Now().UnixNano()))
+	_, _ = rand.Read(b[8:16])
+	m := hmac.New(sha256.New, a.opts.Secret)
+	m.Write(b[:16])
+	copy(b[16:], m.Sum(nil)[:16])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// nonceTime checks a nonce's integrity and returns its issue time.
+func (a *Authenticator) nonceTime(nonce string) (time.Time, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(nonce)
+	if err != nil || len(b) != nonceRaw {
+		return time.Time{}, false
+	}
+	m := hmac.New(sha256.New, a.opts.Secret)
+	m.Write(b[:16])
+	if !hmac.Equal(m.Sum(nil)[:16], b[16:]) {
+		return time.Time{}, false
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(b[:8]))), true
+}
+
+func (a *Authenticator) opaque() string {
+	m := hmac.New(sha256.New, a.opts.Secret)
+	m.Write([]byte("opaque:" + a.opts.Realm))
+	return hex.EncodeToString(m.Sum(nil)[:12])
+}
+
+// Verify checks the value of an Authorization or Proxy-Authorization header
+// for a request with method and request URI reqURI. An empty header means
+// no credentials (Challenge).
+func (a *Authenticator) Verify(header, method, reqURI string) Result {
+	if strings.TrimSpace(header) == "" {
+		return Result{Outcome: Challenge}
+	}
+	cr, err := ParseCredentials(header)
+	if err != nil {
+		return Result{Outcome: Malformed, Reason: err.Error()}
+	}
+	res := Result{User: cr.Username}
+	if cr.Realm != a.opts.Realm {
+		res.Outcome = Challenge // credentials for another realm
+		return res
+	}
+	alg := cr.Algorithm
+	if alg == "" {
+		alg = "MD5" // RFC 7616 3.4: absent means MD5
+	}
+	if !a.offers(alg) {
+		res.Outcome = Challenge
+		return res
+	}
+	issued, ok := a.nonceTime(cr.Nonce)
+	if !ok || cr.Opaque != "" && cr.Opaque != a.opaque() {
+		res.Outcome = Challenge // not a nonce of ours
+		return res
+	}
+	if !sameURI(cr.URI, reqURI) {
+		res.Outcome, res.Reason = Malformed, fmt.Sprintf("digest uri %q does not match the Request-URI", cr.URI)
+		return res
+	}
+
+	// From here on a known and an unknown user do the same work.
+	ha1, known := a.opts.Users(cr.Username, alg)
+	if !known {
+		ha1 = a.fakeHA1(cr.Username, alg)
+	}
+	want := response(alg, ha1, cr.Nonce, cr.Nc, cr.Cnonce, cr.QOP, method, cr.URI)
+	match := subtle.ConstantTimeCompare([]byte(want), []byte(strings.ToLower(cr.Response))) == 1
+	if !known || !match {
+		res.Outcome, res.Reason = Forbidden, "wrong credentials"
+		return res
+	}
+	now := a.opts.Clock.Now()
+	if age := now.Sub(issued); age > a.opts.NonceTTL || age < -time.Minute {
+		res.Outcome = Stale
+		return res
+	}
+	nc := uint32(cr.Nc)
+	if cr.QOP == "" {
+		nc = 1 // RFC 2069 style: the nonce is single-use
+	}
+	if !a.guard.accept(cr.Nonce, nc, now) {
+		res.Outcome = Stale
+		return res
+	}
+	res.Outcome = OK
+	return res
+}
+
+func (a *Authenticator) offers(alg string) bool {
+	for _, x := range a.opts.Algorithms {
+		if x == alg {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *Authenticator) fakeHA1(user, alg string) string {
+	m := hmac.New(sha256.New, a.opts.Secret)
+	m.Write([]byte("nouser:" + user))
+	seed := m.Sum(nil)
+	if alg == "SHA-256" {
+		return hex.EncodeToString(seed)
+	}
+	return hex.EncodeToString(seed[:16])
+}
+
+// ParseCredentials parses a Digest Authorization header value and checks
+// that it carries every field a response needs (RFC 7616 3.4).
+func ParseCredentials(header string) (*icdigest.Credentials, error) {
+	cr, err := icdigest.ParseCredentials(header)
+	if err != nil {
+		return nil, fmt.Errorf("bad digest credentials: %v", err)
+	}
+	switch {
+	case cr.Username == "":
+		return nil, fmt.Errorf("digest credentials without username")
+	case cr.Nonce == "":
+		return nil, fmt.Errorf("digest credentials without nonce")
+	case cr.URI == "":
+		return nil, fmt.Errorf("digest credentials without uri")
+	case cr.Response == "":
+		return nil, fmt.Errorf("digest credentials without response")
+	case cr.QOP != "" && cr.QOP != "auth":
+		return nil, fmt.Errorf("unsupported qop %q", cr.QOP)
+	case cr.QOP == "auth" && (cr.Cnonce == "" || cr.Nc <= 0):
+		return nil, fmt.Errorf("qop=auth needs cnonce and a positive nc")
+	case cr.Userhash:
+		return nil, fmt.Errorf("userhash is not supported")
+	}
+	return cr, nil
+}
+
+// sameURI compares the digest uri with the Request-URI: exactly, or up to
+// case in the scheme and host (RFC 7616 3.4.6 asks that they match).
+func sameURI(digestURI, reqURI string) bool {
+	if digestURI == reqURI {
+		return true
+	}
+	return strings.EqualFold(strings.TrimSpace(digestURI), strings.TrimSpace(reqURI))
+}
+
+// response computes the expected digest response (RFC 7616 3.4.1).
+func response(alg, ha1, nonce string, nc int, cnonce, qop, method, uri string) string {
+	var newHash func() hash.Hash = md5.New
+	if alg == "SHA-256" {
+		newHash = sha256.New
+	}
+	h := func(s string) string {
+		x := newHash()
+		x.Write([]byte(s))
+		return hex.EncodeToString(x.Sum(nil))
+	}
+	ha2 := h(method + ":" + uri)
+	if qop == "" {
+		return h(ha1 + ":" + nonce + ":" + ha2)
+	}
+	return h(fmt.Sprintf("%s:%s:%08x:%s:%s:%s", ha1, nonce, nc, cnonce, qop, ha2))
+}

@@ -1,0 +1,203 @@
+package digest
+
+import (
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	icdigest "github.com/icholy/digest"
+
+	"github.com/tandemswitch/tandem/internal/clock"
+)
+
+const realm = "example.test"
+
+func users(user, alg string) (string, bool) {
+	if user != "alice" {
+		return "", false
+	}
+	if alg == "SHA-256" {
+		return "", false // alice has only an MD5 HA1 in this test
+	}
+	sum := md5.Sum([]byte("alice:" + realm + ":secret"))
+	return hex.EncodeToString(sum[:]), true
+}
+
+func newAuth(t *testing.T, clk clock.Clock, algs ...string) *Authenticator {
+	t.Helper()
+	a, err := New(Options{Realm: realm, Algorithms: algs, NonceTTL: time.Minute, Clock: clk, Users: func(u, alg string) (string, bool) {
+		if u == "bob" && alg == "SHA-256" {
+			return "d5e8d3d43e3c1b4b7c2e0c6d0b6b4a8e8c4f4e9d2f0a1b3c5d7e9f1a3b5c7d9e", true
+		}
+		return users(u, alg)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// answer computes credentials for challenge header ch with the third-party
+// client implementation, so our server math is checked against theirs.
+func answer(t *testing.T, ch, user, pass, method, uri string, count int) string {
+	t.Helper()
+	c, err := icdigest.ParseChallenge(ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr, err := icdigest.Digest(c, icdigest.Options{Method: method, URI: uri, Username: user, Password: pass, Count: count})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cr.String()
+}
+
+func TestVerifyOutcomes(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
+	a := newAuth(t, clk)
+	chs := a.Challenges(false)
+	if len(chs) != 2 || !strings.Contains(chs[0], "algorithm=MD5") || !strings.Contains(chs[1], "algorithm=SHA-256") ||
+		!strings.Contains(chs[0], `qop="auth"`) || !strings.Contains(chs[0], `realm="example.test"`) {
+		t.Fatalf("challenges %q", chs)
+	}
+	uri := "sip:example.test"
+
+	good := answer(t, chs[0], "alice", "secret", "REGISTER", uri, 1)
+	if r := a.Verify(good, "REGISTER", uri); r.Outcome != OK || r.User != "alice" {
+		t.Fatalf("good credentials: %+v", r)
+	}
+	// The same nonce-count again is a replay.
+	if r := a.Verify(good, "REGISTER", uri); r.Outcome != Stale {
+		t.Fatalf("replayed nc: %+v", r)
+	}
+	// A higher count on the same nonce is fine.
+	if r := a.Verify(answer(t, chs[0], "alice", "secret", "REGISTER", uri, 2), "REGISTER", uri); r.Outcome != OK {
+		t.Fatalf("nc=2: %+v", r)
+	}
+	// Wrong password and unknown users are both forbidden.
+	if r := a.Verify(answer(t, chs[0], "alice", "nope", "REGISTER", uri, 3), "REGISTER", uri); r.Outcome != Forbidden {
+		t.Fatalf("wrong password: %+v", r)
+	}
+	if r := a.Verify(answer(t, chs[0], "mallory", "secret", "REGISTER", uri, 1), "REGISTER", uri); r.Outcome != Forbidden {
+		t.Fatalf("unknown user: %+v", r)
+	}
+	// SHA-256 for a user without a SHA-256 HA1 cannot succeed.
+	if r := a.Verify(answer(t, chs[1], "alice", "secret", "REGISTER", uri, 1), "REGISTER", uri); r.Outcome != Forbidden {
+		t.Fatalf("sha-256 without ha1: %+v", r)
+	}
+	// Method and uri are covered by the response.
+	if r := a.Verify(answer(t, chs[0], "alice", "secret", "INVITE", uri, 4), "REGISTER", uri); r.Outcome != Forbidden {
+		t.Fatalf("method mismatch: %+v", r)
+	}
+	if r := a.Verify(answer(t, chs[0], "alice", "secret", "REGISTER", "sip:other.test", 5), "REGISTER", uri); r.Outcome != Malformed {
+		t.Fatalf("uri mismatch: %+v", r)
+	}
+	// A nonce past its TTL with a right response is stale.
+	old := a.Challenges(false)[0]
+	clk.Advance(2 * time.Minute)
+	if r := a.Verify(answer(t, old, "alice", "secret", "REGISTER", uri, 1), "REGISTER", uri); r.Outcome != Stale {
+		t.Fatalf("expired nonce: %+v", r)
+	}
+	// A forged nonce is simply re-challenged.
+	forged := strings.Replace(answer(t, a.Challenges(false)[0], "alice", "secret", "REGISTER", uri, 1), `nonce="`, `nonce="x`, 1)
+	if r := a.Verify(forged, "REGISTER", uri); r.Outcome != Challenge {
+		t.Fatalf("forged nonce: %+v", r)
+	}
+	// Another realm, no header.
+	if r := a.Verify(strings.Replace(good, realm, "other.realm", 1), "REGISTER", uri); r.Outcome != Challenge {
+		t.Fatalf("other realm: %+v", r)
+	}
+	if r := a.Verify("", "REGISTER", uri); r.Outcome != Challenge {
+		t.Fatalf("no header: %+v", r)
+	}
+}
+
+func TestVerifySHA256(t *testing.T) {
+	a, err := New(Options{Realm: realm, Algorithms: []string{"SHA-256"}, Users: func(u, alg string) (string, bool) {
+		if u == "carol" && alg == "SHA-256" {
+			ha1 := fmt.Sprintf("%x", sha256sum("carol:"+realm+":pw"))
+			return ha1, true
+		}
+		return "", false
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := a.Challenges(false)[0]
+	if r := a.Verify(answer(t, ch, "carol", "pw", "REGISTER", "sip:example.test", 1), "REGISTER", "sip:example.test"); r.Outcome != OK {
+		t.Fatalf("sha-256: %+v", r)
+	}
+	// MD5 credentials are not accepted where only SHA-256 is offered.
+	md5ch := strings.Replace(ch, "SHA-256", "MD5", 1)
+	if r := a.Verify(answer(t, md5ch, "carol", "pw", "REGISTER", "sip:example.test", 1), "REGISTER", "sip:example.test"); r.Outcome != Challenge {
+		t.Fatalf("md5 when only sha-256 offered: %+v", r)
+	}
+}
+
+func TestMalformedCredentials(t *testing.T) {
+	a := newAuth(t, clock.Real{})
+	for _, h := range []string{
+		"Basic YWxpY2U6c2VjcmV0",
+		`Digest realm="example.test"`,
+		`Digest username="alice", realm="example.test", nonce="n", uri="sip:x", response="r", qop=auth`,
+		`Digest username="alice", realm="example.test", nonce="n", uri="sip:x", response="r", qop=auth-int, nc=00000001, cnonce="c"`,
+		`Digest username="alice", nc=zz`,
+		`Digest username="alice`,
+	} {
+		if r := a.Verify(h, "REGISTER", "sip:x"); r.Outcome != Malformed || r.Reason == "" {
+			t.Errorf("Verify(%q) = %+v, want Malformed with a reason", h, r)
+		}
+	}
+}
+
+func TestReplayGuardBounded(t *testing.T) {
+	g := newReplayGuard(64, time.Minute)
+	now := time.Now()
+	accepted := 0
+	for i := 0; i < 1000; i++ {
+		if g.accept(fmt.Sprintf("n%d", i), 1, now) {
+			accepted++
+		}
+	}
+	if accepted > 64+64 || accepted < 32 {
+		t.Fatalf("accepted %d nonces with max 64 (64 shards of 2)", accepted)
+	}
+	// After two TTLs everything old is forgotten and room is back.
+	now = now.Add(time.Minute)
+	g.accept("x", 1, now)
+	now = now.Add(time.Minute)
+	if !g.accept("fresh", 1, now) {
+		t.Fatal("guard did not free room after rotation")
+	}
+}
+
+// FuzzVerify: no header value may panic the verifier, and only a correct
+// response can pass.
+func FuzzVerify(f *testing.F) {
+	a, _ := New(Options{Realm: realm, Users: users, Secret: []byte("fuzz-secret")})
+	ch := a.Challenges(false)[0]
+	c, _ := icdigest.ParseChallenge(ch)
+	cr, _ := icdigest.Digest(c, icdigest.Options{Method: "REGISTER", URI: "sip:example.test", Username: "alice", Password: "secret", Count: 1})
+	f.Add(cr.String())
+	f.Add(`Digest username="alice", realm="example.test", nonce="", uri="sip:example.test", response="00"`)
+	f.Add(`Digest username=alice,realm="example.test",nc=ffffffff,qop=auth,cnonce="",response=""`)
+	f.Add("Digest ,,,,=,\"")
+	f.Fuzz(func(t *testing.T, h string) {
+		r := a.Verify(h, "REGISTER", "sip:example.test")
+		if r.Outcome == OK && r.User != "alice" {
+			t.Fatalf("authenticated %q from %q", r.User, h)
+		}
+	})
+}
+
+func sha256sum(s string) []byte {
+	h := newSHA256()
+	h.Write([]byte(s))
+	return h.Sum(nil)
+}
+
+var newSHA256 = sha256.New

@@ -1,0 +1,66 @@
+package digest
+
+import (
+	"hash/maphash"
+	"sync"
+	"time"
+)
+
+// replayGuard remembers, per nonce, the highest nonce-count accepted, and
+// accepts only strictly higher ones (RFC 7616 3.4: "the server ... MUST
+// reject a request with a repeated nc"). Entries live in two generations
+// rotated every nonce TTL, so an entry lives between one and two TTLs,
+// longer than the nonce stays fresh. Memory is bounded by max; when full,
+// new nonces are refused (answered stale, so the UA simply retries with a
+// fresh nonce) rather than forgetting counts early. Sharded to keep lock
+// contention low; safe for concurrent use.
+type replayGuard struct {
+	seed   maphash.Seed
+	shards [64]replayShard
+	ttl    time.Duration
+	max    int // per shard, both generations together
+}
+
+type replayShard struct {
+	mu       sync.Mutex
+	cur, old map[string]uint32
+	rotated  time.Time
+}
+
+func newReplayGuard(max int, ttl time.Duration) *replayGuard {
+	g := &replayGuard{seed: maphash.MakeSeed(), ttl: ttl, max: max/64 + 1}
+	for i := range g.shards {
+		g.shards[i].cur = map[string]uint32{}
+		g.shards[i].old = map[string]uint32{}
+	}
+	return g
+}
+
+func (g *replayGuard) accept(nonce string, nc uint32, now time.Time) bool {
+	s := &g.shards[maphash.String(g.seed, nonce)%uint64(len(g.shards))]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rotated.IsZero() {
+		s.rotated = now
+	}
+	switch age := now.Sub(s.rotated); {
+	case age >= 2*g.ttl:
+		s.old, s.cur = map[string]uint32{}, map[string]uint32{}
+		s.rotated = now
+	case age >= g.ttl:
+		s.old, s.cur = s.cur, map[string]uint32{}
+		s.rotated = now
+	}
+	last, ok := s.cur[nonce]
+	if !ok {
+		last, ok = s.old[nonce]
+	}
+	if ok && nc <= last {
+		return false
+	}
+	if !ok && len(s.cur)+len(s.old) >= g.max {
+		return false
+	}
+	s.cur[nonce] = nc
+	return true
+}
