@@ -178,9 +178,11 @@ func (a *Authenticator) opaque() string {
 }
 
 // Verify checks the value of an Authorization or Proxy-Authorization header
-// for a request with method and request URI reqURI. An empty header means
-// no credentials (Challenge).
-func (a *Authenticator) Verify(header, method, reqURI string) Result {
+// for a request with method. uriMatches tells whether the credentials' uri
+// names the request's Request-URI (RFC 7616 3.4.6); the caller compares,
+// since it holds the parsed request. An empty header means no credentials
+// (Challenge).
+func (a *Authenticator) Verify(header, method string, uriMatches func(digestURI string) bool) Result {
 	if strings.TrimSpace(header) == "" {
 		return Result{Outcome: Challenge}
 	}
@@ -206,7 +208,7 @@ func (a *Authenticator) Verify(header, method, reqURI string) Result {
 		res.Outcome = Challenge // not a nonce of ours
 		return res
 	}
-	if !sameURI(cr.URI, reqURI) {
+	if !uriMatches(cr.URI) {
 		res.Outcome, res.Reason = Malformed, fmt.Sprintf("digest uri %q does not match the Request-URI", cr.URI)
 		return res
 	}
@@ -282,15 +284,6 @@ func ParseCredentials(header string) (*icdigest.Credentials, error) {
 		return nil, fmt.Errorf("userhash is not supported")
 	}
 	return cr, nil
-}
-
-// sameURI compares the digest uri with the Request-URI: exactly, or up to
-// case in the scheme and host (RFC 7616 3.4.6 asks that they match).
-func sameURI(digestURI, reqURI string) bool {
-	if digestURI == reqURI {
-		return true
-	}
-	return strings.EqualFold(strings.TrimSpace(digestURI), strings.TrimSpace(reqURI))
 }
 
 // response computes the expected digest response (RFC 7616 3.4.1).

@@ -1,0 +1,390 @@
+// Package gateway is Tandem's SIP front door: sipgo transports (UDP, TCP)
+// and transaction layer, request validation and limits, digest challenges,
+// and stateless routing of each request to the actor that owns it
+// (ARCHITECTURE.md invariant 7: the gateway holds no call or registration
+// state; the only memory it keeps is the digest nonce-count replay guard).
+//
+// Every request is answered or, when it cannot be answered at all (no Via,
+// unparsable), dropped; never a panic. Domain errors become SIP statuses in
+// one table (errors.go). Handlers run concurrently, one goroutine per
+// request (sipgo's transaction layer).
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/tandemswitch/tandem/actors/registrar"
+	"github.com/tandemswitch/tandem/events/eventpb"
+	"github.com/tandemswitch/tandem/gateway/digest"
+	"github.com/tandemswitch/tandem/internal/clock"
+	"github.com/tandemswitch/tandem/internal/config"
+)
+
+// Registrar is what the gateway needs of the registration actors.
+type Registrar interface {
+	Register(ctx context.Context, cmd *registrar.Register, cause *eventpb.Cause) (*registrar.Result, error)
+}
+
+// Metrics receives per-message counts. Called concurrently.
+type Metrics interface {
+	SIPRequest(method string)
+	SIPResponse(code int)
+}
+
+// Options configure a Gateway.
+type Options struct {
+	// Listen: "udp:127.0.0.1:5060", "tcp:127.0.0.1:5060" (config sip.listen).
+	Listen []string
+	// Domain we serve; Aliases and the listen IPs are accepted as ours too.
+	Domain  string
+	Aliases []string
+	// MaxMessageBytes: larger requests get 513. MaxHeaders: more header
+	// fields get 400.
+	MaxMessageBytes int
+	MaxHeaders      int
+	// RequestTimeout bounds the wait for an actor.
+	RequestTimeout time.Duration
+	// ServerName goes into the Server header.
+	ServerName string
+	Auth       *digest.Authenticator
+	Registrar  Registrar
+	Metrics    Metrics
+	Clock      clock.Clock
+	Logger     *slog.Logger
+}
+
+// Gateway serves SIP.
+type Gateway struct {
+	opts   Options
+	ua     *sipgo.UserAgent
+	srv    *sipgo.Server
+	ours   map[string]bool // host names and IPs that are "myself"
+	allow  string
+	closed chan struct{}
+
+	mu        sync.Mutex // guards listeners
+	listeners []net.Listener
+	packets   []net.PacketConn
+	inflight  sync.WaitGroup
+	serving   sync.WaitGroup
+}
+
+// Methods we implement, for Allow headers.
+var allowed = []string{"REGISTER", "OPTIONS"}
+
+// Methods RFC 3261 and its extensions define: we answer them 405 rather
+// than 501 (the latter is for methods we do not know at all).
+var knownMethods = map[string]bool{
+	"INVITE": true, "ACK": true, "BYE": true, "CANCEL": true, "REGISTER": true, "OPTIONS": true,
+	"PRACK": true, "SUBSCRIBE": true, "NOTIFY": true, "PUBLISH": true, "INFO": true, "REFER": true,
+	"MESSAGE": true, "UPDATE": true,
+}
+
+// New builds a gateway; Start binds its sockets.
+func New(opts Options) (*Gateway, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.ServerName == "" {
+		opts.ServerName = "Tandem"
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = 5 * time.Second
+	}
+	if opts.Auth == nil || opts.Registrar == nil {
+		return nil, errors.New("gateway: Auth and Registrar are required")
+	}
+	g := &Gateway{opts: opts, ours: map[string]bool{}, allow: strings.Join(allowed, ", "), closed: make(chan struct{})}
+	g.ours[strings.ToLower(opts.Domain)] = true
+	for _, a := range opts.Aliases {
+		g.ours[strings.ToLower(a)] = true
+	}
+	for _, l := range opts.Listen {
+		_, ap, err := config.ParseListen(l)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+		g.ours[ap.Addr().String()] = true
+	}
+	// sipgo logs every unparsable datagram at error level; a flood of them
+	// must not become a flood of log lines.
+	sipLog := slog.New(newRateLimitedHandler(opts.Logger.Handler(), 10, opts.Clock))
+	ua, err := sipgo.NewUA(
+		sipgo.WithUserAgent(opts.ServerName),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(sipLog))
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	g.ua, g.srv = ua, srv
+	srv.OnNoRoute(g.handle)
+	return g, nil
+}
+
+// Start binds every listen socket and serves them. It fails, binding
+// nothing, when any socket cannot be bound.
+func (g *Gateway) Start() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, l := range g.opts.Listen {
+		network, ap, _ := config.ParseListen(l)
+		switch network {
+		case "udp":
+			pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
+			if err != nil {
+				g.closeLocked()
+				return fmt.Errorf("gateway: listen %s: %w", l, err)
+			}
+			// A larger receive buffer rides out bursts instead of dropping.
+			_ = pc.SetReadBuffer(8 << 20)
+			g.packets = append(g.packets, pc)
+		case "tcp":
+			ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(ap))
+			if err != nil {
+				g.closeLocked()
+				return fmt.Errorf("gateway: listen %s: %w", l, err)
+			}
+			g.listeners = append(g.listeners, ln)
+		}
+	}
+	for _, pc := range g.packets {
+		g.serving.Add(1)
+		go func(pc net.PacketConn) { defer g.serving.Done(); _ = g.srv.ServeUDP(pc) }(pc)
+	}
+	for _, ln := range g.listeners {
+		g.serving.Add(1)
+		go func(ln net.Listener) { defer g.serving.Done(); _ = g.srv.ServeTCP(ln) }(ln)
+	}
+	return nil
+}
+
+// Addrs returns the bound local addresses ("udp:127.0.0.1:5060"), useful
+// when a port 0 was configured.
+func (g *Gateway) Addrs() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []string
+	for _, pc := range g.packets {
+		out = append(out, "udp:"+pc.LocalAddr().String())
+	}
+	for _, ln := range g.listeners {
+		out = append(out, "tcp:"+ln.Addr().String())
+	}
+	return out
+}
+
+func (g *Gateway) closeLocked() {
+	for _, pc := range g.packets {
+		_ = pc.Close()
+	}
+	for _, ln := range g.listeners {
+		_ = ln.Close()
+	}
+	g.packets, g.listeners = nil, nil
+}
+
+// Shutdown stops reading new messages, waits (up to ctx) for requests in
+// progress to be answered, then closes the transaction and transport layers.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	select {
+	case <-g.closed:
+		g.mu.Unlock()
+		return nil
+	default:
+		close(g.closed)
+	}
+	g.closeLocked()
+	g.mu.Unlock()
+	done := make(chan struct{})
+	go func() { g.inflight.Wait(); g.serving.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("gateway: shutdown: %w", ctx.Err())
+	}
+	_ = g.ua.Close()
+	return err
+}
+
+// handle is the entry point of every request (sipgo calls it concurrently).
+func (g *Gateway) handle(req *sip.Request, tx sip.ServerTransaction) {
+	g.inflight.Add(1)
+	defer g.inflight.Done()
+	defer func() {
+		// A bug in one request's handling must not take the node down.
+		if r := recover(); r != nil {
+			g.opts.Logger.Error("panic handling SIP request", "panic", r, "method", req.Method, "call_id", callID(req))
+			g.respond(tx, req, 500, "Server Internal Error", nil)
+		}
+	}()
+	method := string(req.Method)
+	if g.opts.Metrics != nil {
+		g.opts.Metrics.SIPRequest(method)
+	}
+	if req.IsAck() {
+		return // ACK is never answered (RFC 3261 17.2.1)
+	}
+	if e := g.validate(req); e != nil {
+		g.respond(tx, req, e.code, e.reason, e.headers)
+		return
+	}
+	switch method {
+	case "REGISTER":
+		g.handleRegister(req, tx)
+	case "OPTIONS":
+		g.respond(tx, req, 200, "OK", [][2]string{{"Allow", g.allow}, {"Accept", "application/sdp"}})
+	case "CANCEL":
+		// sipgo matches a CANCEL to its INVITE server transaction before we
+		// see it; one that reaches us matches nothing.
+		g.respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
+	default:
+		if knownMethods[method] {
+			g.respond(tx, req, 405, "Method Not Allowed", [][2]string{{"Allow", g.allow}})
+		} else {
+			g.respond(tx, req, 501, "Not Implemented", [][2]string{{"Allow", g.allow}})
+		}
+	}
+}
+
+// validate applies the checks every request must pass (RFC 3261 8.2 and
+// our limits) and returns the answer for one that fails.
+func (g *Gateway) validate(req *sip.Request) *sipError {
+	hdrs := req.Headers()
+	if len(hdrs) > g.opts.MaxHeaders {
+		return &sipError{400, fmt.Sprintf("Too Many Headers (%d > %d)", len(hdrs), g.opts.MaxHeaders), nil}
+	}
+	size := len(req.Body()) + 64
+	for _, h := range hdrs {
+		size += len(h.Name()) + len(h.Value()) + 4
+	}
+	if size > g.opts.MaxMessageBytes {
+		return &sipError{513, "Message Too Large", nil}
+	}
+	switch {
+	case req.From() == nil:
+		return &sipError{400, "Missing From", nil}
+	case req.To() == nil:
+		return &sipError{400, "Missing To", nil}
+	case req.CallID() == nil || strings.TrimSpace(req.CallID().Value()) == "":
+		return &sipError{400, "Missing Call-ID", nil}
+	case req.CSeq() == nil:
+		return &sipError{400, "Missing CSeq", nil}
+	case req.CSeq().MethodName != req.Method:
+		return &sipError{400, "CSeq Method Does Not Match", nil}
+	}
+	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 && req.Method != sip.REGISTER && req.Method != sip.OPTIONS {
+		return &sipError{483, "Too Many Hops", nil}
+	}
+	// RFC 3261 8.2.2.3: we support no extension a client may require.
+	for _, name := range []string{"Require", "Proxy-Require"} {
+		var unsupported []string
+		for _, h := range req.GetHeaders(name) {
+			unsupported = append(unsupported, optionTags(h.Value())...)
+		}
+		if len(unsupported) > 0 {
+			return &sipError{420, "Bad Extension", [][2]string{{"Unsupported", strings.Join(unsupported, ", ")}}}
+		}
+	}
+	return nil
+}
+
+// isOurs tells whether host (a domain or an IP) is this server.
+func (g *Gateway) isOurs(host string) bool {
+	h := strings.ToLower(strings.Trim(host, "[]"))
+	if g.ours[h] {
+		return true
+	}
+	if ip, err := netip.ParseAddr(h); err == nil {
+		return g.ours[ip.String()]
+	}
+	return false
+}
+
+// respond sends a final or provisional response built from req.
+func (g *Gateway) respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, headers [][2]string) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	g.finish(res, req)
+	for _, h := range headers {
+		res.AppendHeader(sip.NewHeader(h[0], h[1]))
+	}
+	g.send(tx, res)
+}
+
+// finish adds what every response of ours carries: a To tag (RFC 3261
+// 8.2.6.2) derived from the request so that a retransmission gets the same
+// one, and a Server header.
+func (g *Gateway) finish(res *sip.Response, req *sip.Request) {
+	if to := res.To(); to != nil {
+		if _, ok := to.Params.Get("tag"); !ok && res.StatusCode > 100 {
+			to.Params.Add("tag", toTag(req))
+		}
+	}
+	res.AppendHeader(sip.NewHeader("Server", g.opts.ServerName))
+}
+
+func (g *Gateway) send(tx sip.ServerTransaction, res *sip.Response) {
+	if g.opts.Metrics != nil {
+		g.opts.Metrics.SIPResponse(res.StatusCode)
+	}
+	if err := tx.Respond(res); err != nil {
+		g.opts.Logger.Debug("SIP response not sent", "code", res.StatusCode, "err", err)
+	}
+}
+
+func toTag(req *sip.Request) string {
+	h := fnv.New64a()
+	h.Write([]byte(callID(req)))
+	if cs := req.CSeq(); cs != nil {
+		fmt.Fprintf(h, ":%d", cs.SeqNo)
+	}
+	if f := req.From(); f != nil {
+		t, _ := f.Params.Get("tag")
+		h.Write([]byte(t))
+	}
+	return fmt.Sprintf("%016x", h.Sum64())
+}
+
+func callID(req *sip.Request) string {
+	if c := req.CallID(); c != nil {
+		return c.Value()
+	}
+	return ""
+}
+
+// cause describes req for the events it causes.
+func cause(req *sip.Request) *eventpb.Cause {
+	c := &eventpb.Cause{CallId: callID(req), Method: string(req.Method), Source: source(req)}
+	if cs := req.CSeq(); cs != nil {
+		c.Cseq = cs.SeqNo
+	}
+	if v := req.Via(); v != nil {
+		c.Branch, _ = v.Params.Get("branch")
+	}
+	return c
+}
+
+func source(req *sip.Request) string {
+	return strings.ToLower(req.Transport()) + ":" + req.Source()
+}

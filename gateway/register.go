@@ -1,0 +1,167 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/tandemswitch/tandem/actors/registrar"
+	"github.com/tandemswitch/tandem/gateway/digest"
+)
+
+// handleRegister authenticates a REGISTER and hands it to the AOR's actor
+// (RFC 3261 10.3). The 200 OK goes out only after the actor has made the
+// change durable.
+func (g *Gateway) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
+	// Step 1: the Request-URI must name a domain we are registrar for.
+	if !g.isOurs(req.Recipient.Host) {
+		g.respond(tx, req, 404, "Domain Not Served Here", nil)
+		return
+	}
+	to := req.To()
+	if to.Address.User == "" {
+		g.respond(tx, req, 400, "To Has No User", nil)
+		return
+	}
+	if !g.isOurs(to.Address.Host) {
+		g.respond(tx, req, 404, "Domain Not Served Here", nil)
+		return
+	}
+
+	// Steps 3-5: authenticate, then authorize the AOR.
+	var authz string
+	if h := req.GetHeader("Authorization"); h != nil {
+		authz = h.Value()
+	}
+	res := g.opts.Auth.Verify(authz, string(req.Method), func(u string) bool { return g.uriMatches(u, &req.Recipient) })
+	switch res.Outcome {
+	case digest.Challenge, digest.Stale:
+		g.challenge(tx, req, res.Outcome == digest.Stale)
+		return
+	case digest.Malformed:
+		g.respond(tx, req, 400, "Bad Authorization ("+res.Reason+")", nil)
+		return
+	case digest.Forbidden:
+		g.respond(tx, req, 403, "Forbidden", nil)
+		return
+	}
+	if res.User != to.Address.User {
+		g.respond(tx, req, 403, "Forbidden (may not register another user)", nil)
+		return
+	}
+
+	cmd, bad := g.registerCommand(req)
+	if bad != "" {
+		g.respond(tx, req, 400, bad, nil)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), g.opts.RequestTimeout)
+	defer cancel()
+	result, err := g.opts.Registrar.Register(ctx, cmd, cause(req))
+	if err != nil {
+		e := statusFor(err)
+		g.opts.Logger.Debug("REGISTER refused", "aor", cmd.AOR, "err", err)
+		g.respond(tx, req, e.code, e.reason, e.headers)
+		return
+	}
+	ok := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	g.finish(ok, req)
+	for _, b := range result.Bindings {
+		ok.AppendHeader(sip.NewHeader("Contact", formatContact(b, result)))
+	}
+	ok.AppendHeader(sip.NewHeader("Date", result.Now.UTC().Format(http.TimeFormat)))
+	g.send(tx, ok)
+}
+
+// registerCommand turns a REGISTER into the registrar command, or returns
+// the reason phrase of a 400.
+func (g *Gateway) registerCommand(req *sip.Request) (*registrar.Register, string) {
+	to := req.To()
+	cmd := &registrar.Register{
+		AOR:     "sip:" + to.Address.User + "@" + strings.ToLower(g.opts.Domain),
+		CallID:  callID(req),
+		CSeq:    req.CSeq().SeqNo,
+		Expires: -1,
+		Source:  source(req),
+	}
+	if ua := req.GetHeader("User-Agent"); ua != nil {
+		cmd.UserAgent = ua.Value()
+	}
+	if h := req.GetHeader("Expires"); h != nil {
+		n, err := parseExpires(h.Value())
+		if err != nil {
+			return nil, "Bad Expires"
+		}
+		cmd.Expires = n
+	}
+	for _, h := range req.GetHeaders("Contact") {
+		c, ok := h.(*sip.ContactHeader)
+		if !ok {
+			return nil, "Bad Contact"
+		}
+		if c.Address.Wildcard {
+			cmd.Wildcard = true
+			continue
+		}
+		if c.Address.Host == "" {
+			return nil, "Bad Contact URI"
+		}
+		expires, q, params, err := contactParams(c)
+		if err != nil {
+			return nil, "Bad Contact (" + err.Error() + ")"
+		}
+		cmd.Contacts = append(cmd.Contacts, registrar.ContactSpec{
+			URI: c.Address.String(), Expires: expires, QMilli: q, Params: params,
+		})
+	}
+	if cmd.Wildcard && (len(cmd.Contacts) > 0 || cmd.Expires != 0) {
+		return nil, "Contact * Needs Expires: 0 And No Other Contact"
+	}
+	return cmd, ""
+}
+
+// formatContact renders a binding for the 200 OK with its remaining expiry.
+func formatContact(b registrar.Binding, r *registrar.Result) string {
+	remaining := int64((b.ExpiresAt.Sub(r.Now) + 999_999_999) / 1_000_000_000) // round up
+	var sb strings.Builder
+	sb.WriteString("<" + b.Contact + ">;expires=" + strconv.FormatInt(remaining, 10))
+	if b.QMilli >= 0 {
+		sb.WriteString(";q=" + formatQ(b.QMilli))
+	}
+	if b.Params != "" {
+		sb.WriteString(";" + b.Params)
+	}
+	return sb.String()
+}
+
+// challenge answers 401 with one WWW-Authenticate per offered algorithm.
+func (g *Gateway) challenge(tx sip.ServerTransaction, req *sip.Request, stale bool) {
+	res := sip.NewResponseFromRequest(req, 401, "Unauthorized", nil)
+	g.finish(res, req)
+	for _, c := range g.opts.Auth.Challenges(stale) {
+		res.AppendHeader(sip.NewHeader("WWW-Authenticate", c))
+	}
+	g.send(tx, res)
+}
+
+// uriMatches tells whether the digest uri names this server: the
+// Request-URI as written or as parsed, or any SIP URI whose host is ours
+// (RFC 7616 3.4.6 leaves the exact comparison to the server). sipp, for one,
+// puts the server's address there, not the Request-URI. Replays to another
+// request are still stopped by the nonce-count guard.
+func (g *Gateway) uriMatches(digestURI string, reqURI *sip.Uri) bool {
+	if digestURI == reqURI.String() {
+		return true
+	}
+	var u sip.Uri
+	if err := sip.ParseUri(digestURI, &u); err != nil {
+		return false
+	}
+	if !strings.EqualFold(u.Scheme, "sip") && !strings.EqualFold(u.Scheme, "sips") {
+		return false
+	}
+	return g.isOurs(u.Host)
+}

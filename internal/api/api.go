@@ -1,0 +1,159 @@
+// Package api serves Tandem's HTTP interface: health, the registrations
+// listing, a stream's events, and Prometheus metrics. It only reads (the
+// location index and the event store); handlers run concurrently.
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sync/atomic"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/tandemswitch/tandem/actors/registrar"
+	"github.com/tandemswitch/tandem/events"
+	"github.com/tandemswitch/tandem/events/eventpb"
+	"github.com/tandemswitch/tandem/internal/clock"
+	"github.com/tandemswitch/tandem/projections/location"
+)
+
+// Server holds what the handlers read.
+type Server struct {
+	Store    events.Store
+	Location *location.Index
+	Clock    clock.Clock
+	Metrics  http.Handler
+	// Ready is set once SIP and the store are serving.
+	Ready atomic.Bool
+}
+
+// Handler returns the HTTP routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /api/v1/registrations", s.registrations)
+	mux.HandleFunc("GET /api/v1/registrations/{aor}/events", s.registrationEvents)
+	if s.Metrics != nil {
+		mux.Handle("GET /metrics", s.Metrics)
+	}
+	return mux
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	if !s.Ready.Load() {
+		http.Error(w, "starting", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// Registration is one binding in GET /api/v1/registrations.
+type Registration struct {
+	AOR       string `json:"aor"`
+	Contact   string `json:"contact"`
+	ExpiresAt string `json:"expires_at"` // RFC 3339, UTC, millisecond precision
+	UserAgent string `json:"user_agent"`
+	Source    string `json:"source"`
+}
+
+// timeFormat is RFC 3339 in UTC with milliseconds, as in every API answer.
+const timeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+func (s *Server) registrations(w http.ResponseWriter, _ *http.Request) {
+	entries := s.Location.Entries(s.Clock.Now())
+	out := make([]Registration, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, Registration{
+			AOR: e.AOR, Contact: e.Contact, ExpiresAt: e.ExpiresAt.UTC().Format(timeFormat),
+			UserAgent: e.UserAgent, Source: e.Source,
+		})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// Event is one event in a stream listing.
+type Event struct {
+	Stream   string          `json:"stream"`
+	Version  uint64          `json:"version"`
+	Position uint64          `json:"position"`
+	Time     string          `json:"time"`
+	Node     string          `json:"node"`
+	Type     string          `json:"type"`
+	Cause    json.RawMessage `json:"cause,omitempty"`
+	Data     json.RawMessage `json:"data,omitempty"`
+}
+
+func (s *Server) registrationEvents(w http.ResponseWriter, r *http.Request) {
+	aor := r.PathValue("aor")
+	if aor == "" {
+		writeError(w, http.StatusBadRequest, "missing aor")
+		return
+	}
+	s.streamEvents(w, r, registrar.StreamName(aor))
+}
+
+// maxEvents bounds one listing.
+const maxEvents = 10000
+
+func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, stream string) {
+	envs, err := s.Store.ReadStream(r.Context(), stream, 1, maxEvents)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	out := make([]Event, 0, len(envs))
+	for _, env := range envs {
+		ev, err := EventJSON(env)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		out = append(out, ev)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// EventJSON renders an envelope; a payload of unknown type is shown without
+// its data rather than failing the listing.
+func EventJSON(env *eventpb.Envelope) (Event, error) {
+	ev := Event{
+		Stream: env.GetStream(), Version: env.GetVersion(), Position: env.GetPosition(),
+		Time: env.GetTime().AsTime().UTC().Format(timeFormat), Node: env.GetNode(), Type: env.GetType(),
+	}
+	mo := protojson.MarshalOptions{UseProtoNames: true}
+	if env.GetCause() != nil {
+		b, err := mo.Marshal(env.GetCause())
+		if err != nil {
+			return ev, err
+		}
+		ev.Cause = b
+	}
+	msg, err := events.Unwrap(env)
+	switch {
+	case errors.Is(err, events.ErrUnknownType):
+	case err != nil:
+		return ev, err
+	default:
+		b, err := mo.Marshal(msg)
+		if err != nil {
+			return ev, err
+		}
+		ev.Data = b
+	}
+	return ev, nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+

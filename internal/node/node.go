@@ -1,0 +1,230 @@
+// Package node wires one Tandem node together from its configuration: the
+// embedded event store, the actor system and registration actors, the
+// location projection, the SIP gateway and the HTTP API. It owns start-up
+// order (store, projection catch-up, actor re-activation, then listeners)
+// and graceful shutdown in the reverse order. cmd/tandem stays thin by
+// calling it.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/tandemswitch/tandem/actors/registrar"
+	"github.com/tandemswitch/tandem/events"
+	"github.com/tandemswitch/tandem/events/embedded"
+	"github.com/tandemswitch/tandem/gateway"
+	"github.com/tandemswitch/tandem/gateway/digest"
+	"github.com/tandemswitch/tandem/internal/api"
+	"github.com/tandemswitch/tandem/internal/clock"
+	"github.com/tandemswitch/tandem/internal/config"
+	"github.com/tandemswitch/tandem/internal/metrics"
+	"github.com/tandemswitch/tandem/projections/location"
+)
+
+// Version is reported by the Server header and `tandem version`.
+var Version = "dev"
+
+// Node is one running Tandem node.
+type Node struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	clock clock.Clock
+
+	store    events.Store
+	system   *actor.ActorSystem
+	registry *registrar.Registry
+	loc      *location.Index
+	gw       *gateway.Gateway
+	api      *api.Server
+	httpSrv  *http.Server
+	httpLn   net.Listener
+	metrics  *metrics.Set
+
+	cancel context.CancelFunc
+	bg     sync.WaitGroup
+}
+
+// New prepares a node; Start brings it up.
+func New(cfg *config.Config, log *slog.Logger) *Node {
+	return &Node{cfg: cfg, log: log, clock: clock.Real{}}
+}
+
+// Start brings the node up. On error everything started is stopped again.
+func (n *Node) Start(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			_ = n.Shutdown(context.Background())
+		}
+	}()
+	n.loc = location.New()
+	n.metrics = metrics.New(func() float64 { return float64(n.loc.Active(n.clock.Now())) })
+
+	st, err := embedded.Open(embedded.Options{
+		Dir:      filepath.Join(n.cfg.DataDir, "events"),
+		OnAppend: n.metrics.StoreAppend,
+		Logger:   n.log.With("component", "store"),
+	})
+	if err != nil {
+		return fmt.Errorf("open event store: %w", err)
+	}
+	n.store = st
+
+	// HTTP first, so that /healthz answers "starting" during recovery.
+	n.api = &api.Server{Store: st, Location: n.loc, Clock: n.clock, Metrics: n.metrics.Handler()}
+	n.httpLn, err = net.Listen("tcp", n.cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http.listen %s: %w", n.cfg.HTTP.Listen, err)
+	}
+	n.httpSrv = &http.Server{Handler: n.api.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		if err := n.httpSrv.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("http server stopped", "err", err)
+		}
+	}()
+
+	// Recovery: fold the log into the location index, then re-activate
+	// every AOR that has bindings so that expiry timers are re-armed (and
+	// what expired while we were down is expired now, with its event).
+	t0 := time.Now()
+	if err := n.loc.CatchUp(ctx, st); err != nil {
+		return err
+	}
+	n.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return n.log.With("component", "actors")
+	}))
+	s := n.cfg.SIP
+	n.registry = registrar.NewRegistry(n.system, registrar.Config{
+		Store: st, Clock: n.clock, Node: n.cfg.NodeID, Logger: n.log.With("component", "registrar"),
+		Limits: registrar.Limits{
+			MinExpires: int64(s.MinExpires), MaxExpires: int64(s.MaxExpires),
+			DefaultExpires: int64(s.DefaultExpires), MaxContacts: s.MaxContacts,
+		},
+		RequestTimeout: time.Duration(s.RequestTimeoutMS) * time.Millisecond,
+	})
+	if err := n.reactivate(ctx, n.loc.AORs()); err != nil {
+		return err
+	}
+	n.log.Info("recovered", "events", st.Head(), "aors", len(n.loc.AORs()), "took", time.Since(t0).Round(time.Millisecond))
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		if err := n.loc.Run(runCtx, st); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, events.ErrClosed) {
+			n.log.Error("location projection stopped", "err", err)
+		}
+	}()
+
+	users := make(map[string]config.User, len(n.cfg.Users))
+	for _, u := range n.cfg.Users {
+		users[u.User] = u
+	}
+	auth, err := digest.New(digest.Options{
+		Realm: s.Domain, Algorithms: s.DigestAlgorithms, Clock: n.clock,
+		NonceTTL: time.Duration(s.NonceTTL) * time.Second, MaxTrackedNonces: s.MaxTrackedNonces,
+		Users: func(user, alg string) (string, bool) {
+			u, ok := users[user]
+			if !ok {
+				return "", false
+			}
+			return u.HA1For(alg, s.Domain)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	n.gw, err = gateway.New(gateway.Options{
+		Listen: s.Listen, Domain: s.Domain, Aliases: s.Aliases,
+		MaxMessageBytes: s.MaxMessageBytes, MaxHeaders: s.MaxHeaders,
+		RequestTimeout: time.Duration(s.RequestTimeoutMS) * time.Millisecond,
+		ServerName:     "Tandem/" + Version,
+		Auth:           auth, Registrar: n.registry, Metrics: n.metrics, Clock: n.clock,
+		Logger: n.log.With("component", "sip"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := n.gw.Start(); err != nil {
+		return err
+	}
+	n.api.Ready.Store(true)
+	n.log.Info("tandem node ready", "node", n.cfg.NodeID, "sip", n.gw.Addrs(), "http", n.httpLn.Addr().String())
+	return nil
+}
+
+// reactivate starts the actors of aors with bounded parallelism.
+func (n *Node) reactivate(ctx context.Context, aors []string) error {
+	work := make(chan string)
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for aor := range work {
+				if err := n.registry.Activate(ctx, aor); err != nil {
+					select {
+					case errs <- fmt.Errorf("re-activate %s: %w", aor, err):
+					default:
+					}
+				}
+			}
+		}()
+	}
+	for _, aor := range aors {
+		work <- aor
+	}
+	close(work)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+// HTTPAddr is the bound HTTP address.
+func (n *Node) HTTPAddr() string { return n.httpLn.Addr().String() }
+
+// Shutdown stops the node: SIP first (no new work), then actors (after the
+// message each is handling), the projection, HTTP, and last the store.
+func (n *Node) Shutdown(ctx context.Context) error {
+	var errs []error
+	if n.api != nil {
+		n.api.Ready.Store(false)
+	}
+	if n.gw != nil {
+		errs = append(errs, n.gw.Shutdown(ctx))
+	}
+	if n.registry != nil {
+		n.registry.Stop()
+	}
+	if n.system != nil {
+		n.system.Shutdown()
+	}
+	if n.cancel != nil {
+		n.cancel()
+	}
+	if n.httpSrv != nil {
+		errs = append(errs, n.httpSrv.Shutdown(ctx))
+	}
+	n.bg.Wait()
+	if n.store != nil {
+		errs = append(errs, n.store.Close())
+	}
+	return errors.Join(errs...)
+}
