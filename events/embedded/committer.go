@@ -1,0 +1,213 @@
+package embedded
+
+import (
+	"container/list"
+	"encoding/binary"
+	"fmt"
+	"runtime"
+
+	"github.com/cockroachdb/pebble"
+
+	"github.com/tandemswitch/tandem/events"
+)
+
+// appendReq is one Append waiting for the committer.
+type appendReq struct {
+	stream   string
+	expected int64
+	bodies   [][]byte           // envelopes marshalled without stream, version, position
+	done     chan appendOutcome // buffered (1): the committer never blocks on a caller
+}
+
+type appendOutcome struct {
+	lastVersion, lastPosition uint64
+	err                       error
+}
+
+// run is the committer goroutine: it takes groups of appends off the queue
+// and commits each group with one fsync. On Close it commits what is still
+// queued, then exits.
+func (s *Store) run() {
+	defer close(s.stopped)
+	group := make([]*appendReq, 0, 64)
+	for {
+		select {
+		case req := <-s.queue:
+			s.commit(s.collect(append(group[:0], req)))
+			// Let the callers just answered run before the next group is
+			// closed: writers that append again at once then join it,
+			// instead of splitting into two cohorts that take turns at
+			// the fsync (measured with 64 writers: 43 rather than 25
+			// events per fsync). With nothing runnable this returns at once.
+			runtime.Gosched()
+		case <-s.closing:
+			for {
+				select {
+				case req := <-s.queue:
+					s.commit(s.collect(append(group[:0], req)))
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// collect adds to group whatever is already queued, up to MaxBatch events.
+func (s *Store) collect(group []*appendReq) []*appendReq {
+	n := len(group[0].bodies)
+	for n < s.opts.MaxBatch {
+		select {
+		case req := <-s.queue:
+			group = append(group, req)
+			n += len(req.bodies)
+		default:
+			return group
+		}
+	}
+	return group
+}
+
+// commit decides, writes, syncs, publishes and answers one group. It is the
+// critical section of the store: only the committer goroutine runs it.
+func (s *Store) commit(group []*appendReq) {
+	if s.failed != nil {
+		for _, req := range group {
+			req.done <- appendOutcome{err: s.failed}
+		}
+		return
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+
+	pos := s.head.Load()
+	pending := make(map[string]uint64, len(group)) // versions written by this group
+	nAccepted := 0
+	outcomes := make([]appendOutcome, len(group))
+	for i, req := range group {
+		cur, ok := pending[req.stream]
+		if !ok {
+			var err error
+			if cur, err = s.streamVersion(req.stream); err != nil {
+				outcomes[i].err = err
+				continue
+			}
+		}
+		if req.expected != events.AnyVersion && uint64(req.expected) != cur {
+			outcomes[i].err = &VersionConflictError{Stream: req.stream, Expected: req.expected, Actual: cur}
+			continue
+		}
+		for _, body := range req.bodies {
+			pos++
+			cur++
+			s.scratch = appendRecord(s.scratch[:0], req.stream, cur, pos, body)
+			s.keyBuf = eventKey(s.keyBuf[:0], pos)
+			_ = b.Set(s.keyBuf, s.scratch, nil) // Set copies; it fails only on a closed batch
+			s.keyBuf = streamKey(s.keyBuf[:0], req.stream, cur)
+			s.scratch = binary.BigEndian.AppendUint64(s.scratch[:0], pos)
+			_ = b.Set(s.keyBuf, s.scratch, nil)
+		}
+		pending[req.stream] = cur
+		nAccepted++
+		outcomes[i] = appendOutcome{lastVersion: cur, lastPosition: pos}
+	}
+
+	if nAccepted > 0 {
+		if err := s.db.Apply(b, pebble.Sync); err != nil {
+			first := s.head.Load() + 1
+			s.failed = fmt.Errorf("embedded: commit of positions %d..%d failed; the store refuses appends until reopened: %w",
+				first, pos, err)
+			s.log.Error("commit failed", "first", first, "last", pos, "err", err)
+			for _, req := range group {
+				req.done <- appendOutcome{err: s.failed}
+			}
+			return
+		}
+		for stream, v := range pending {
+			s.versions.put(stream, v)
+		}
+		s.publish(pos)
+	}
+	for i, req := range group {
+		req.done <- outcomes[i]
+	}
+}
+
+// publish makes positions up to head visible and wakes subscribers.
+func (s *Store) publish(head uint64) {
+	s.head.Store(head)
+	s.notifyMu.Lock()
+	wake := s.notify
+	s.notify = make(chan struct{})
+	s.notifyMu.Unlock()
+	close(wake)
+}
+
+// streamVersion returns the current version of stream: from the cache, or
+// by a reverse seek on its index keys (exact, as the committer is the only
+// writer and every earlier group is committed).
+func (s *Store) streamVersion(stream string) (uint64, error) {
+	if v, ok := s.versions.get(stream); ok {
+		return v, nil
+	}
+	prefix := streamPrefix(nil, stream)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: upperBound(prefix)})
+	if err != nil {
+		return 0, fmt.Errorf("embedded: version of stream %q: %w", stream, err)
+	}
+	defer it.Close()
+	if !it.Last() {
+		if err := it.Error(); err != nil {
+			return 0, fmt.Errorf("embedded: version of stream %q: %w", stream, err)
+		}
+		s.versions.put(stream, 0)
+		return 0, nil
+	}
+	st, v, ok := parseStreamKey(it.Key())
+	if !ok || st != stream {
+		return 0, fmt.Errorf("%w: stream %q: last index key %x does not parse as this stream's",
+			events.ErrCorrupt, stream, it.Key())
+	}
+	s.versions.put(stream, v)
+	return v, nil
+}
+
+// versionCache is an LRU map from stream to current version, bounded in
+// streams. Used by the committer goroutine only; not safe for concurrent use.
+type versionCache struct {
+	max int
+	ll  *list.List // of *cacheEntry, most recently used first
+	m   map[string]*list.Element
+}
+
+type cacheEntry struct {
+	stream  string
+	version uint64
+}
+
+func newVersionCache(max int) *versionCache {
+	return &versionCache{max: max, ll: list.New(), m: make(map[string]*list.Element)}
+}
+
+func (c *versionCache) get(stream string) (uint64, bool) {
+	el, ok := c.m[stream]
+	if !ok {
+		return 0, false
+	}
+	c.ll.MoveToFront(el)
+	return el.Value.(*cacheEntry).version, true
+}
+
+func (c *versionCache) put(stream string, version uint64) {
+	if el, ok := c.m[stream]; ok {
+		el.Value.(*cacheEntry).version = version
+		c.ll.MoveToFront(el)
+		return
+	}
+	c.m[stream] = c.ll.PushFront(&cacheEntry{stream: stream, version: version})
+	for c.ll.Len() > c.max {
+		old := c.ll.Back()
+		c.ll.Remove(old)
+		delete(c.m, old.Value.(*cacheEntry).stream)
+	}
+}
