@@ -159,3 +159,16 @@ func (s *Store) Close() error {
 	}
 	return nil
 }
+
+// Reopened returns a new, open store holding this store's history, as if
+// a durable store had been closed and opened again (for contract tests).
+func (s *Store) Reopened() *Store {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := New()
+	n.all = append(n.all, s.all...)
+	for k, v := range s.streams {
+		n.streams[k] = append([]uint64(nil), v...)
+	}
+	return n
+}
