@@ -26,7 +26,7 @@ run: build
 # deps-test installs the real peers the tests drive, from Debian's packages,
 # when they are missing and we are root; otherwise it fails naming them.
 deps-test:
-	@./test/deps.sh sipp:sip-tester
+	@./test/deps.sh sipp:sip-tester kamailio:kamailio
 
 proto: bin/protoc-gen-go
 	protoc -I events -I /usr/include --plugin=protoc-gen-go=bin/protoc-gen-go \
