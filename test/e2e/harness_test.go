@@ -3,7 +3,7 @@
 // and data dir, drives it with sipp (test/sipp scenarios) and checks the
 // answers and the HTTP API. A failing test prints the tails of tandem's log
 // and of sipp's output, errors and message trace, and keeps its work
-// directory.
+// directory (TANDEM_E2E_KEEP=1 keeps it for passing tests too).
 package e2e
 
 import (
@@ -89,6 +89,10 @@ func (h *harness) cleanup() {
 	if h.t.Failed() {
 		h.t.Logf("work directory kept: %s", h.dir)
 		h.dump()
+		return
+	}
+	if os.Getenv("TANDEM_E2E_KEEP") != "" {
+		h.t.Logf("work directory kept (TANDEM_E2E_KEEP): %s", h.dir)
 		return
 	}
 	os.RemoveAll(h.dir)

@@ -25,7 +25,9 @@ func TestRegisterThousandUsersWithDigestAuth(t *testing.T) {
 	before := time.Now()
 	res := h.sipp("register-1000", "register_auth.xml", users, sippOpts{port: port, rate: 500, limit: 200})
 	h.expectCalls(res, n, 0)
-	if res.Retransmissions > n/100 {
+	// Almost no retransmissions at this modest rate (a loaded machine may cause a few).
+	t.Logf("sipp: %s", res)
+	if res.Retransmissions > n/20 {
 		t.Errorf("sipp retransmitted %d times for %d registrations", res.Retransmissions, n)
 	}
 
