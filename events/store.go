@@ -31,7 +31,9 @@ type Store interface {
 	// each envelope's Stream, Version and Position; the caller fills Type,
 	// Data, Time, Node and Cause. Append returns only once the events are
 	// durable (fsync); on error nothing was appended. A mismatch returns an
-	// error wrapping ErrVersionConflict.
+	// error wrapping ErrVersionConflict. The store may keep references to
+	// the envelopes' contents (Time, Cause, Data): callers must not modify
+	// them after the call.
 	Append(ctx context.Context, stream string, expected int64, evs []*eventpb.Envelope) (AppendResult, error)
 
 	// ReadStream returns up to max events of stream with version >= from,
@@ -44,7 +46,9 @@ type Store interface {
 
 	// Subscribe delivers every event with position >= from in global order:
 	// first the history, then live events as they become durable, with no
-	// gap and no duplicate. handle is called serially from one goroutine; if
+	// gap and no duplicate. The envelope passed to handle may be shared with
+	// other subscribers and must not be modified. handle is called serially
+	// from one goroutine; if
 	// it returns an error the subscription ends with that error. Subscribe
 	// blocks until ctx is done, handle fails, or the store closes, and
 	// returns the reason (ctx.Err(), the handler's error, or ErrClosed). A

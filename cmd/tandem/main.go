@@ -24,7 +24,17 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = ""
 
+// defaultGOGC is the garbage collector target used unless GOGC is set.
+// Tandem's live heap is small and its allocation rate high (a few KiB per
+// SIP transaction), so the default of 100 spends about a quarter of the CPU
+// in the collector under load; 400 trades some memory for that CPU
+// (measured: 7.45 s -> 5.41 s of CPU for the same 3,000 REGISTER/s).
+const defaultGOGC = 400
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGOGC)
+	}
 	if err := newRoot().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "tandem:", err)
 		os.Exit(1)

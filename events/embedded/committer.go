@@ -5,18 +5,21 @@ import (
 	"encoding/binary"
 	"fmt"
 	"runtime"
+	"sync"
 
 	"github.com/cockroachdb/pebble"
 
 	"github.com/tandemswitch/tandem/events"
+	"github.com/tandemswitch/tandem/events/eventpb"
 )
 
 // appendReq is one Append waiting for the committer.
 type appendReq struct {
 	stream   string
 	expected int64
-	bodies   [][]byte           // envelopes marshalled without stream, version, position
-	done     chan appendOutcome // buffered (1): the committer never blocks on a caller
+	bodies   [][]byte            // envelopes marshalled without stream, version, position
+	envs     []*eventpb.Envelope // the same envelopes, unmarshalled, for the tail
+	done     chan appendOutcome  // buffered (1): the committer never blocks on a caller
 }
 
 type appendOutcome struct {
@@ -81,6 +84,7 @@ func (s *Store) commit(group []*appendReq) {
 	defer b.Close()
 
 	pos := s.head.Load()
+	published := s.tailBuf[:0]
 	pending := make(map[string]uint64, len(group)) // versions written by this group
 	nAccepted := 0
 	outcomes := make([]appendOutcome, len(group))
@@ -97,9 +101,12 @@ func (s *Store) commit(group []*appendReq) {
 			outcomes[i].err = &VersionConflictError{Stream: req.stream, Expected: req.expected, Actual: cur}
 			continue
 		}
-		for _, body := range req.bodies {
+		for j, body := range req.bodies {
 			pos++
 			cur++
+			env := req.envs[j]
+			env.Stream, env.Version, env.Position = req.stream, cur, pos
+			published = append(published, env)
 			s.scratch = appendRecord(s.scratch[:0], req.stream, cur, pos, body)
 			s.keyBuf = eventKey(s.keyBuf[:0], pos)
 			_ = b.Set(s.keyBuf, s.scratch, nil) // Set copies; it fails only on a closed batch
@@ -126,6 +133,8 @@ func (s *Store) commit(group []*appendReq) {
 		for stream, v := range pending {
 			s.versions.put(stream, v)
 		}
+		s.tail.push(published)
+		s.tailBuf = published[:0]
 		s.publish(pos)
 	}
 	for i, req := range group {
@@ -210,4 +219,58 @@ func (c *versionCache) put(stream string, version uint64) {
 		c.ll.Remove(old)
 		delete(c.m, old.Value.(*cacheEntry).stream)
 	}
+}
+
+// tailRing keeps the most recently published envelopes in memory, so that
+// subscribers which are caught up (the common case: projections following
+// live) get new events without a Pebble iterator and a decode each. The
+// envelopes are shared between subscribers and must not be modified.
+// push is called by the committer; since is called concurrently.
+type tailRing struct {
+	mu    sync.RWMutex
+	buf   []*eventpb.Envelope // position p lives at buf[p % len(buf)]
+	first uint64              // lowest position held; 0 when empty
+	last  uint64
+}
+
+func newTailRing(size int) *tailRing {
+	if size < 1 {
+		return &tailRing{}
+	}
+	return &tailRing{buf: make([]*eventpb.Envelope, size)}
+}
+
+// push adds envelopes with consecutive positions following the last one.
+func (t *tailRing) push(envs []*eventpb.Envelope) {
+	if len(t.buf) == 0 || len(envs) == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := uint64(len(t.buf))
+	for _, e := range envs {
+		t.buf[e.GetPosition()%n] = e
+		t.last = e.GetPosition()
+		if t.first == 0 {
+			t.first = t.last
+		}
+		if t.last-t.first >= n {
+			t.first = t.last - n + 1
+		}
+	}
+}
+
+// since returns the envelopes from position from to head (at most max), or
+// ok=false when from is no longer (or not yet) held.
+func (t *tailRing) since(from, head uint64, max int, out []*eventpb.Envelope) ([]*eventpb.Envelope, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.first == 0 || from < t.first || head > t.last {
+		return out, false
+	}
+	n := uint64(len(t.buf))
+	for p := from; p <= head && len(out) < max; p++ {
+		out = append(out, t.buf[p%n])
+	}
+	return out, true
 }

@@ -12,6 +12,8 @@ const (
 	DefaultCacheSize       = 64 << 20
 	DefaultMemTableSize    = 16 << 20
 	DefaultStreamCacheSize = 65536
+	// DefaultTailSize is the default of Options.TailSize.
+	DefaultTailSize = 8192
 	// MaxStreamLen is the longest stream name Append accepts, in bytes.
 	MaxStreamLen = 4096
 )
@@ -50,6 +52,11 @@ type Options struct {
 	// registrations); it need not hold every stream ever written.
 	StreamCacheSize int
 
+	// TailSize is how many of the latest events are kept decoded in memory
+	// for subscribers that follow live, in events. Default 8192 (a few MiB).
+	// A subscriber further behind reads from Pebble. Negative disables it.
+	TailSize int
+
 	// OnAppend, when set, is called once for every Append with the time
 	// Append took (including waiting for the group's fsync), the number of
 	// events it carried and its error (nil on success). Called concurrently,
@@ -85,6 +92,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.StreamCacheSize < 0 {
 		return o, fmt.Errorf("embedded: Options.StreamCacheSize is %d, want >= 0", o.StreamCacheSize)
+	}
+	if o.TailSize == 0 {
+		o.TailSize = DefaultTailSize
 	}
 	if o.StreamCacheSize == 0 {
 		o.StreamCacheSize = DefaultStreamCacheSize

@@ -57,7 +57,11 @@ type Store struct {
 	dbMu     sync.RWMutex
 	dbClosed bool // guarded by dbMu
 
+	// tail holds the latest published envelopes for live subscribers.
+	tail *tailRing
+
 	// Owned by the committer goroutine only.
+	tailBuf  []*eventpb.Envelope
 	versions *versionCache
 	failed   error // set when a commit failed; every later append gets it
 	scratch  []byte
@@ -119,6 +123,7 @@ func open(opts Options) (*Store, error) {
 		stopped:  make(chan struct{}),
 		notify:   make(chan struct{}),
 		versions: newVersionCache(opts.StreamCacheSize),
+		tail:     newTailRing(opts.TailSize),
 	}
 	head, err := s.lastPosition()
 	if err == nil {
@@ -289,6 +294,7 @@ func newAppendReq(stream string, expected int64, evs []*eventpb.Envelope) (*appe
 	}
 	var buf []byte
 	ends := make([]int, len(evs))
+	envs := make([]*eventpb.Envelope, len(evs))
 	mo := proto.MarshalOptions{Deterministic: true}
 	for i, e := range evs {
 		if e == nil {
@@ -297,6 +303,9 @@ func newAppendReq(stream string, expected int64, evs []*eventpb.Envelope) (*appe
 		if e.GetType() == "" {
 			return nil, fmt.Errorf("%w: stream %q: event %d has no type", events.ErrInvalidAppend, stream, i)
 		}
+		// A shallow copy: it shares Time, Cause and Data with the caller's
+		// envelope (which must not change them after Append, see
+		// events.Store) and is what live subscribers receive from the tail.
 		body := &eventpb.Envelope{Time: e.Time, Node: e.Node, Cause: e.Cause, Type: e.Type, Data: e.Data}
 		if u := e.ProtoReflect().GetUnknown(); len(u) > 0 {
 			body.ProtoReflect().SetUnknown(u)
@@ -306,6 +315,7 @@ func newAppendReq(stream string, expected int64, evs []*eventpb.Envelope) (*appe
 			return nil, fmt.Errorf("%w: stream %q: event %d (%s): %v", events.ErrInvalidAppend, stream, i, e.GetType(), err)
 		}
 		ends[i] = len(buf)
+		envs[i] = body
 	}
 	bodies := make([][]byte, len(evs))
 	start := 0
@@ -313,7 +323,7 @@ func newAppendReq(stream string, expected int64, evs []*eventpb.Envelope) (*appe
 		bodies[i] = buf[start:end:end]
 		start = end
 	}
-	return &appendReq{stream: stream, expected: expected, bodies: bodies, done: make(chan appendOutcome, 1)}, nil
+	return &appendReq{stream: stream, expected: expected, bodies: bodies, envs: envs, done: make(chan appendOutcome, 1)}, nil
 }
 
 // acquire keeps Pebble open for a read; release ends it.
@@ -491,6 +501,7 @@ func (s *Store) Subscribe(ctx context.Context, from uint64, handle func(*eventpb
 		from = 1
 	}
 	next := from
+	var batch []*eventpb.Envelope
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -514,9 +525,12 @@ func (s *Store) Subscribe(ctx context.Context, from uint64, handle func(*eventpb
 				return events.ErrClosed
 			}
 		}
-		batch, err := s.readBatch(ctx, next, head)
-		if err != nil {
-			return err
+		batch, ok := s.tail.since(next, head, subscribeBatch, batch[:0])
+		if !ok {
+			var err error
+			if batch, err = s.readBatch(ctx, next, head); err != nil {
+				return err
+			}
 		}
 		for _, env := range batch {
 			if err := ctx.Err(); err != nil {

@@ -391,7 +391,9 @@ func TestCloseIdempotentAndDrains(t *testing.T) {
 // TestCorruptRecord: a record that fails its checksum is reported by every
 // read that meets it, naming the position, and by Check.
 func TestCorruptRecord(t *testing.T) {
-	s := openTest(t, Options{Dir: t.TempDir()})
+	// No tail: live subscribers would otherwise get the events from memory
+	// and never read the damaged record.
+	s := openTest(t, Options{Dir: t.TempDir(), TailSize: -1})
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
 		if _, err := s.Append(ctx, "a", int64(i), []*eventpb.Envelope{testEnv(fmt.Sprint(i))}); err != nil {
@@ -600,3 +602,39 @@ func TestSecondOpenFails(t *testing.T) {
 		t.Fatal("a second Open of a directory in use succeeded")
 	}
 }
+
+// TestSubscribeTail: a subscriber that follows live gets events from the
+// in-memory tail, and one that starts before the tail reads from Pebble;
+// both see the same events in order.
+func TestSubscribeTail(t *testing.T) {
+	s := openTest(t, Options{Dir: t.TempDir(), TailSize: 4})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := 0; i < 10; i++ {
+		if _, err := s.Append(ctx, "a", int64(i), []*eventpb.Envelope{testEnv(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, ok := s.tail.since(7, 10, 10, nil); !ok || len(got) != 4 || got[0].GetPosition() != 7 {
+		t.Fatalf("tail.since(7) = %d events, ok=%v", len(got), ok)
+	}
+	if _, ok := s.tail.since(6, 10, 10, nil); ok {
+		t.Fatal("tail claims position 6, which fell out of a ring of 4")
+	}
+	var got []uint64
+	err := s.Subscribe(ctx, 1, func(e *eventpb.Envelope) error {
+		got = append(got, e.GetPosition())
+		if e.GetStream() != "a" || e.GetVersion() != e.GetPosition() || string(e.GetData()) == "" {
+			t.Errorf("event %d: stream %q version %d", e.GetPosition(), e.GetStream(), e.GetVersion())
+		}
+		if len(got) == 10 {
+			return errStop
+		}
+		return nil
+	})
+	if !errors.Is(err, errStop) || fmt.Sprint(got) != "[1 2 3 4 5 6 7 8 9 10]" {
+		t.Fatalf("Subscribe = %v, %v", got, err)
+	}
+}
+
+var errStop = errors.New("stop")
