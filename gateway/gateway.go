@@ -240,6 +240,14 @@ func (g *Gateway) handle(req *sip.Request, tx sip.ServerTransaction) {
 		}
 	}()
 	method := string(req.Method)
+	if req.Method != sip.INVITE {
+		// A stateless UAS for everything but INVITE (RFC 3261 8.2.7): the
+		// transaction is dropped once answered instead of being kept for
+		// Timer J (32 s over UDP). A retransmission is answered again, from
+		// the actors' state, with no new event (invariant 5); holding every
+		// REGISTER transaction for 32 s cost more than that.
+		defer tx.Terminate()
+	}
 	if g.opts.Metrics != nil {
 		g.opts.Metrics.SIPRequest(method)
 	}
@@ -364,6 +372,22 @@ func toTag(req *sip.Request) string {
 		h.Write([]byte(t))
 	}
 	return fmt.Sprintf("%016x", h.Sum64())
+}
+
+// txKey identifies req's transaction for the digest replay guard: top Via
+// branch, Call-ID and CSeq.
+func txKey(req *sip.Request) string {
+	var b strings.Builder
+	if v := req.Via(); v != nil {
+		br, _ := v.Params.Get("branch")
+		b.WriteString(br)
+	}
+	b.WriteByte('|')
+	b.WriteString(callID(req))
+	if cs := req.CSeq(); cs != nil {
+		fmt.Fprintf(&b, "|%d", cs.SeqNo)
+	}
+	return b.String()
 }
 
 func callID(req *sip.Request) string {

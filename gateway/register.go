@@ -36,7 +36,7 @@ func (g *Gateway) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 	if h := req.GetHeader("Authorization"); h != nil {
 		authz = h.Value()
 	}
-	res := g.opts.Auth.Verify(authz, string(req.Method), func(u string) bool { return g.uriMatches(u, &req.Recipient) })
+	res := g.opts.Auth.Verify(authz, string(req.Method), txKey(req), func(u string) bool { return g.uriMatches(u, &req.Recipient) })
 	switch res.Outcome {
 	case digest.Challenge, digest.Stale:
 		g.challenge(tx, req, res.Outcome == digest.Stale)

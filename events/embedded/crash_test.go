@@ -60,6 +60,9 @@ func realDisk(t *testing.T, dir string) {
 	}
 	const tmpfsMagic, ramfsMagic = 0x01021994, 0x858458f6
 	if st.Type == tmpfsMagic || st.Type == ramfsMagic {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI: %s is on tmpfs/ramfs: the crash test needs a real disk (set TMPDIR)", dir)
+		}
 		t.Skipf("%s is on tmpfs/ramfs (type %#x): a crash test there proves nothing; set TMPDIR to a real disk", dir, st.Type)
 	}
 }

@@ -178,11 +178,15 @@ func (a *Authenticator) opaque() string {
 }
 
 // Verify checks the value of an Authorization or Proxy-Authorization header
-// for a request with method. uriMatches tells whether the credentials' uri
+// for a request with method. txKey identifies the request's transaction
+// (top Via branch, Call-ID, CSeq): a retransmission of an accepted request
+// (same nonce, count and txKey) is accepted again, so that a stateless
+// server can answer it as it did the first time; any other reuse of a
+// nonce-count is a replay. uriMatches tells whether the credentials' uri
 // names the request's Request-URI (RFC 7616 3.4.6); the caller compares,
 // since it holds the parsed request. An empty header means no credentials
 // (Challenge).
-func (a *Authenticator) Verify(header, method string, uriMatches func(digestURI string) bool) Result {
+func (a *Authenticator) Verify(header, method, txKey string, uriMatches func(digestURI string) bool) Result {
 	if strings.TrimSpace(header) == "" {
 		return Result{Outcome: Challenge}
 	}
@@ -233,7 +237,7 @@ func (a *Authenticator) Verify(header, method string, uriMatches func(digestURI 
 	if cr.QOP == "" {
 		nc = 1 // RFC 2069 style: the nonce is single-use
 	}
-	if !a.guard.accept(cr.Nonce, nc, now) {
+	if !a.guard.accept(cr.Nonce, nc, txKey, now) {
 		res.Outcome = Stale
 		return res
 	}

@@ -67,51 +67,55 @@ func TestVerifyOutcomes(t *testing.T) {
 	uri := "sip:example.test"
 
 	good := answer(t, chs[0], "alice", "secret", "REGISTER", uri, 1)
-	if r := a.Verify(good, "REGISTER", is(uri)); r.Outcome != OK || r.User != "alice" {
+	if r := a.Verify(good, "REGISTER", "tx", is(uri)); r.Outcome != OK || r.User != "alice" {
 		t.Fatalf("good credentials: %+v", r)
 	}
-	// The same nonce-count again is a replay.
-	if r := a.Verify(good, "REGISTER", is(uri)); r.Outcome != Stale {
+	// The same request again (a retransmission: same transaction) is
+	// accepted again; the same nonce-count in another request is a replay.
+	if r := a.Verify(good, "REGISTER", "tx", is(uri)); r.Outcome != OK {
+		t.Fatalf("retransmission: %+v", r)
+	}
+	if r := a.Verify(good, "REGISTER", "other-tx", is(uri)); r.Outcome != Stale {
 		t.Fatalf("replayed nc: %+v", r)
 	}
 	// A higher count on the same nonce is fine.
-	if r := a.Verify(answer(t, chs[0], "alice", "secret", "REGISTER", uri, 2), "REGISTER", is(uri)); r.Outcome != OK {
+	if r := a.Verify(answer(t, chs[0], "alice", "secret", "REGISTER", uri, 2), "REGISTER", "tx", is(uri)); r.Outcome != OK {
 		t.Fatalf("nc=2: %+v", r)
 	}
 	// Wrong password and unknown users are both forbidden.
-	if r := a.Verify(answer(t, chs[0], "alice", "nope", "REGISTER", uri, 3), "REGISTER", is(uri)); r.Outcome != Forbidden {
+	if r := a.Verify(answer(t, chs[0], "alice", "nope", "REGISTER", uri, 3), "REGISTER", "tx", is(uri)); r.Outcome != Forbidden {
 		t.Fatalf("wrong password: %+v", r)
 	}
-	if r := a.Verify(answer(t, chs[0], "mallory", "secret", "REGISTER", uri, 1), "REGISTER", is(uri)); r.Outcome != Forbidden {
+	if r := a.Verify(answer(t, chs[0], "mallory", "secret", "REGISTER", uri, 1), "REGISTER", "tx", is(uri)); r.Outcome != Forbidden {
 		t.Fatalf("unknown user: %+v", r)
 	}
 	// SHA-256 for a user without a SHA-256 HA1 cannot succeed.
-	if r := a.Verify(answer(t, chs[1], "alice", "secret", "REGISTER", uri, 1), "REGISTER", is(uri)); r.Outcome != Forbidden {
+	if r := a.Verify(answer(t, chs[1], "alice", "secret", "REGISTER", uri, 1), "REGISTER", "tx", is(uri)); r.Outcome != Forbidden {
 		t.Fatalf("sha-256 without ha1: %+v", r)
 	}
 	// Method and uri are covered by the response.
-	if r := a.Verify(answer(t, chs[0], "alice", "secret", "INVITE", uri, 4), "REGISTER", is(uri)); r.Outcome != Forbidden {
+	if r := a.Verify(answer(t, chs[0], "alice", "secret", "INVITE", uri, 4), "REGISTER", "tx", is(uri)); r.Outcome != Forbidden {
 		t.Fatalf("method mismatch: %+v", r)
 	}
-	if r := a.Verify(answer(t, chs[0], "alice", "secret", "REGISTER", "sip:other.test", 5), "REGISTER", is(uri)); r.Outcome != Malformed {
+	if r := a.Verify(answer(t, chs[0], "alice", "secret", "REGISTER", "sip:other.test", 5), "REGISTER", "tx", is(uri)); r.Outcome != Malformed {
 		t.Fatalf("uri mismatch: %+v", r)
 	}
 	// A nonce past its TTL with a right response is stale.
 	old := a.Challenges(false)[0]
 	clk.Advance(2 * time.Minute)
-	if r := a.Verify(answer(t, old, "alice", "secret", "REGISTER", uri, 1), "REGISTER", is(uri)); r.Outcome != Stale {
+	if r := a.Verify(answer(t, old, "alice", "secret", "REGISTER", uri, 1), "REGISTER", "tx", is(uri)); r.Outcome != Stale {
 		t.Fatalf("expired nonce: %+v", r)
 	}
 	// A forged nonce is simply re-challenged.
 	forged := strings.Replace(answer(t, a.Challenges(false)[0], "alice", "secret", "REGISTER", uri, 1), `nonce="`, `nonce="x`, 1)
-	if r := a.Verify(forged, "REGISTER", is(uri)); r.Outcome != Challenge {
+	if r := a.Verify(forged, "REGISTER", "tx", is(uri)); r.Outcome != Challenge {
 		t.Fatalf("forged nonce: %+v", r)
 	}
 	// Another realm, no header.
-	if r := a.Verify(strings.Replace(good, realm, "other.realm", 1), "REGISTER", is(uri)); r.Outcome != Challenge {
+	if r := a.Verify(strings.Replace(good, realm, "other.realm", 1), "REGISTER", "tx", is(uri)); r.Outcome != Challenge {
 		t.Fatalf("other realm: %+v", r)
 	}
-	if r := a.Verify("", "REGISTER", is(uri)); r.Outcome != Challenge {
+	if r := a.Verify("", "REGISTER", "tx", is(uri)); r.Outcome != Challenge {
 		t.Fatalf("no header: %+v", r)
 	}
 }
@@ -128,12 +132,12 @@ func TestVerifySHA256(t *testing.T) {
 		t.Fatal(err)
 	}
 	ch := a.Challenges(false)[0]
-	if r := a.Verify(answer(t, ch, "carol", "pw", "REGISTER", "sip:example.test", 1), "REGISTER", is("sip:example.test")); r.Outcome != OK {
+	if r := a.Verify(answer(t, ch, "carol", "pw", "REGISTER", "sip:example.test", 1), "REGISTER", "tx", is("sip:example.test")); r.Outcome != OK {
 		t.Fatalf("sha-256: %+v", r)
 	}
 	// MD5 credentials are not accepted where only SHA-256 is offered.
 	md5ch := strings.Replace(ch, "SHA-256", "MD5", 1)
-	if r := a.Verify(answer(t, md5ch, "carol", "pw", "REGISTER", "sip:example.test", 1), "REGISTER", is("sip:example.test")); r.Outcome != Challenge {
+	if r := a.Verify(answer(t, md5ch, "carol", "pw", "REGISTER", "sip:example.test", 1), "REGISTER", "tx", is("sip:example.test")); r.Outcome != Challenge {
 		t.Fatalf("md5 when only sha-256 offered: %+v", r)
 	}
 }
@@ -148,7 +152,7 @@ func TestMalformedCredentials(t *testing.T) {
 		`Digest username="alice", nc=zz`,
 		`Digest username="alice`,
 	} {
-		if r := a.Verify(h, "REGISTER", is("sip:x")); r.Outcome != Malformed || r.Reason == "" {
+		if r := a.Verify(h, "REGISTER", "tx", is("sip:x")); r.Outcome != Malformed || r.Reason == "" {
 			t.Errorf("Verify(%q) = %+v, want Malformed with a reason", h, r)
 		}
 	}
@@ -159,7 +163,7 @@ func TestReplayGuardBounded(t *testing.T) {
 	now := time.Now()
 	accepted := 0
 	for i := 0; i < 1000; i++ {
-		if g.accept(fmt.Sprintf("n%d", i), 1, now) {
+		if g.accept(fmt.Sprintf("n%d", i), 1, "tx", now) {
 			accepted++
 		}
 	}
@@ -168,9 +172,9 @@ func TestReplayGuardBounded(t *testing.T) {
 	}
 	// After two TTLs everything old is forgotten and room is back.
 	now = now.Add(time.Minute)
-	g.accept("x", 1, now)
+	g.accept("x", 1, "tx", now)
 	now = now.Add(time.Minute)
-	if !g.accept("fresh", 1, now) {
+	if !g.accept("fresh", 1, "tx", now) {
 		t.Fatal("guard did not free room after rotation")
 	}
 }
@@ -187,7 +191,7 @@ func FuzzVerify(f *testing.F) {
 	f.Add(`Digest username=alice,realm="example.test",nc=ffffffff,qop=auth,cnonce="",response=""`)
 	f.Add("Digest ,,,,=,\"")
 	f.Fuzz(func(t *testing.T, h string) {
-		r := a.Verify(h, "REGISTER", is("sip:example.test"))
+		r := a.Verify(h, "REGISTER", "tx", is("sip:example.test"))
 		if r.Outcome == OK && r.User != "alice" {
 			t.Fatalf("authenticated %q from %q", r.User, h)
 		}

@@ -6,9 +6,10 @@ import (
 	"time"
 )
 
-// replayGuard remembers, per nonce, the highest nonce-count accepted, and
-// accepts only strictly higher ones (RFC 7616 3.4: "the server ... MUST
-// reject a request with a repeated nc"). Entries live in two generations
+// replayGuard remembers, per nonce, the highest nonce-count accepted and
+// the transaction that used it, and accepts only strictly higher counts
+// (RFC 7616 3.4: "the server ... MUST reject a request with a repeated nc"),
+// except for a retransmission of that same transaction. Entries live in two generations
 // rotated every nonce TTL, so an entry lives between one and two TTLs,
 // longer than the nonce stays fresh. Memory is bounded by max; when full,
 // new nonces are refused (answered stale, so the UA simply retries with a
@@ -23,20 +24,26 @@ type replayGuard struct {
 
 type replayShard struct {
 	mu       sync.Mutex
-	cur, old map[string]uint32
+	cur, old map[string]seen
 	rotated  time.Time
+}
+
+type seen struct {
+	nc uint32
+	tx uint64 // hash of the transaction key
 }
 
 func newReplayGuard(max int, ttl time.Duration) *replayGuard {
 	g := &replayGuard{seed: maphash.MakeSeed(), ttl: ttl, max: max/64 + 1}
 	for i := range g.shards {
-		g.shards[i].cur = map[string]uint32{}
-		g.shards[i].old = map[string]uint32{}
+		g.shards[i].cur = map[string]seen{}
+		g.shards[i].old = map[string]seen{}
 	}
 	return g
 }
 
-func (g *replayGuard) accept(nonce string, nc uint32, now time.Time) bool {
+func (g *replayGuard) accept(nonce string, nc uint32, txKey string, now time.Time) bool {
+	tx := maphash.String(g.seed, txKey)
 	s := &g.shards[maphash.String(g.seed, nonce)%uint64(len(g.shards))]
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -45,22 +52,25 @@ func (g *replayGuard) accept(nonce string, nc uint32, now time.Time) bool {
 	}
 	switch age := now.Sub(s.rotated); {
 	case age >= 2*g.ttl:
-		s.old, s.cur = map[string]uint32{}, map[string]uint32{}
+		s.old, s.cur = map[string]seen{}, map[string]seen{}
 		s.rotated = now
 	case age >= g.ttl:
-		s.old, s.cur = s.cur, map[string]uint32{}
+		s.old, s.cur = s.cur, map[string]seen{}
 		s.rotated = now
 	}
 	last, ok := s.cur[nonce]
 	if !ok {
 		last, ok = s.old[nonce]
 	}
-	if ok && nc <= last {
+	if ok && nc == last.nc && tx == last.tx {
+		return true // the same request again: a retransmission
+	}
+	if ok && nc <= last.nc {
 		return false
 	}
 	if !ok && len(s.cur)+len(s.old) >= g.max {
 		return false
 	}
-	s.cur[nonce] = nc
+	s.cur[nonce] = seen{nc: nc, tx: tx}
 	return true
 }

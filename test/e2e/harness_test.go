@@ -40,10 +40,10 @@ func newHarness(t *testing.T, users []peers.Cred, tweak func(*peers.TandemConfig
 	t.Helper()
 	bin, err := peers.TandemBinary()
 	if err != nil {
-		t.Skipf("no tandem binary: %v", err)
+		peers.Missing(t, "no tandem binary: %v", err)
 	}
 	if !peers.HaveSipp() {
-		t.Skip("sipp not installed (make deps-test, or apt-get install -y sip-tester)")
+		peers.Missing(t, "sipp not installed (make deps-test, or apt-get install -y sip-tester)")
 	}
 	dir, err := os.MkdirTemp("", "tandem-e2e-"+strings.ReplaceAll(t.Name(), "/", "_")+"-")
 	if err != nil {

@@ -17,10 +17,10 @@ import (
 // 403, so register_wrong_password.xml is checked against Tandem only.)
 func TestScenariosAgainstKamailio(t *testing.T) {
 	if !peers.HaveSipp() {
-		t.Skip("sipp not installed")
+		peers.Missing(t, "sipp not installed")
 	}
 	if _, err := peers.KamailioBinary(); err != nil {
-		t.Skip(err)
+		peers.Missing(t, "%v", err)
 	}
 	dir := t.TempDir()
 	port, err := peers.FreePort("127.0.0.1")
