@@ -29,7 +29,10 @@ type Config struct {
 	// RequestTimeout bounds how long Register waits for the actor.
 	// Default 5 s.
 	RequestTimeout time.Duration
-	Logger         *slog.Logger
+	// Dispatcher runs the actors' mailboxes; default protoactor's (a new
+	// goroutine per schedule). The node passes a dispatch.Pool.
+	Dispatcher actor.Dispatcher
+	Logger     *slog.Logger
 }
 
 // Result is what the registrar answers a successful REGISTER with.
@@ -40,15 +43,20 @@ type Result struct {
 
 // Messages of the registration actor.
 type (
+	// Requests carry their own reply channel (buffered, 1) rather than
+	// going through protoactor futures: a future is a registered process
+	// and a timer per request, which showed in profiles; the caller's
+	// context already bounds the wait.
 	registerMsg struct {
 		cmd   *Register
 		cause *eventpb.Cause
+		reply chan *registerReply
 	}
 	registerReply struct {
 		res *Result
 		err error
 	}
-	activateMsg struct{}
+	activateMsg struct{ reply chan *registerReply }
 	expireMsg   struct{}
 )
 
@@ -91,24 +99,29 @@ func NewRegistry(system *actor.ActorSystem, cfg Config) *Registry {
 }
 
 // send enqueues msg for aor's activation, spawning one when needed.
-func (r *Registry) send(aor string, msg any, timeout time.Duration) (*actor.Future, error) {
+func (r *Registry) send(aor string, msg any) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.stopped {
-		return nil, fmt.Errorf("%w: registry stopped", ErrUnavailable)
+		return fmt.Errorf("%w: registry stopped", ErrUnavailable)
 	}
 	pid, ok := r.live[aor]
 	if !ok {
 		r.gen++
-		props := actor.PropsFromProducer(func() actor.Actor { return &regActor{r: r, aor: aor} })
+		var opts []actor.PropsOption
+		if r.cfg.Dispatcher != nil {
+			opts = append(opts, actor.WithDispatcher(r.cfg.Dispatcher))
+		}
+		props := actor.PropsFromProducer(func() actor.Actor { return &regActor{r: r, aor: aor} }, opts...)
 		var err error
 		pid, err = r.system.Root.SpawnNamed(props, fmt.Sprintf("reg/%s/%d", aor, r.gen))
 		if err != nil {
-			return nil, fmt.Errorf("%w: spawn activation of %s: %v", ErrUnavailable, aor, err)
+			return fmt.Errorf("%w: spawn activation of %s: %v", ErrUnavailable, aor, err)
 		}
 		r.live[aor] = pid
 	}
-	return r.system.Root.RequestFuture(pid, msg, timeout), nil
+	r.system.Root.Send(pid, msg)
+	return nil
 }
 
 // retire removes pid as aor's activation and queues its poison pill, under
@@ -122,28 +135,27 @@ func (r *Registry) retire(aor string, pid *actor.PID) {
 	r.system.Root.Poison(pid)
 }
 
-// request sends msg to aor's activation and waits for its answer, retrying
-// on a fresh activation when the message reached a retired one (it was not
-// processed, so this cannot apply it twice).
-func (r *Registry) request(ctx context.Context, aor string, msg any) (*registerReply, error) {
-	timeout := r.cfg.RequestTimeout
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
-		timeout = time.Until(dl)
-	}
+// request sends a message built by mk (around a fresh reply channel) to
+// aor's activation and waits for its answer, retrying on a fresh activation
+// when the message reached a retired one (it was not processed, so this
+// cannot apply it twice).
+func (r *Registry) request(ctx context.Context, aor string, mk func(chan *registerReply) any) (*registerReply, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
+	defer cancel()
 	for attempt := 0; attempt < 3; attempt++ {
-		f, err := r.send(aor, msg, timeout)
-		if err != nil {
+		reply := make(chan *registerReply, 1)
+		if err := r.send(aor, mk(reply)); err != nil {
 			return nil, err
 		}
-		res, err := f.Result()
-		if err != nil {
-			return nil, fmt.Errorf("%w: activation of %s: %v", ErrUnavailable, aor, err)
+		select {
+		case rep := <-reply:
+			if errors.Is(rep.err, errRetired) {
+				continue
+			}
+			return rep, nil
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: activation of %s: %v", ErrUnavailable, aor, ctx.Err())
 		}
-		rep := res.(*registerReply)
-		if errors.Is(rep.err, errRetired) {
-			continue
-		}
-		return rep, nil
 	}
 	return nil, fmt.Errorf("%w: activations of %s kept retiring", ErrUnavailable, aor)
 }
@@ -151,7 +163,9 @@ func (r *Registry) request(ctx context.Context, aor string, msg any) (*registerR
 // Register hands an authenticated REGISTER to its AOR's actor and returns the
 // bindings to answer with. The events are durable before it returns.
 func (r *Registry) Register(ctx context.Context, cmd *Register, cause *eventpb.Cause) (*Result, error) {
-	rep, err := r.request(ctx, cmd.AOR, &registerMsg{cmd: cmd, cause: cause})
+	rep, err := r.request(ctx, cmd.AOR, func(reply chan *registerReply) any {
+		return &registerMsg{cmd: cmd, cause: cause, reply: reply}
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +175,7 @@ func (r *Registry) Register(ctx context.Context, cmd *Register, cause *eventpb.C
 // Activate makes sure aor's actor is running: it replays the stream and
 // re-arms the expiry timer (expiring at once what expired while down).
 func (r *Registry) Activate(ctx context.Context, aor string) error {
-	rep, err := r.request(ctx, aor, &activateMsg{})
+	rep, err := r.request(ctx, aor, func(reply chan *registerReply) any { return &activateMsg{reply: reply} })
 	if err != nil {
 		return err
 	}
@@ -216,19 +230,19 @@ func (a *regActor) Receive(ctx actor.Context) {
 		a.arm(ctx)
 	case *registerMsg:
 		if a.retired {
-			ctx.Respond(&registerReply{err: errRetired})
+			m.reply <- &registerReply{err: errRetired}
 			return
 		}
-		ctx.Respond(a.handleRegister(ctx, m))
+		m.reply <- a.handleRegister(ctx, m)
 	case *activateMsg:
 		if a.retired {
-			ctx.Respond(&registerReply{err: errRetired})
+			m.reply <- &registerReply{err: errRetired}
 			return
 		}
 		if a.loadErr != nil {
 			a.retire(ctx)
 		}
-		ctx.Respond(&registerReply{err: a.loadErr})
+		m.reply <- &registerReply{err: a.loadErr}
 	case *expireMsg:
 		if !a.retired {
 			a.handleExpire(ctx)

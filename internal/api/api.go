@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -24,6 +25,8 @@ type Server struct {
 	Location *location.Index
 	Clock    clock.Clock
 	Metrics  http.Handler
+	// Pprof mounts net/http/pprof under /debug/pprof/ (config http.pprof).
+	Pprof bool
 	// Ready is set once SIP and the store are serving.
 	Ready atomic.Bool
 }
@@ -36,6 +39,11 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/registrations/{aor}/events", s.registrationEvents)
 	if s.Metrics != nil {
 		mux.Handle("GET /metrics", s.Metrics)
+	}
+	if s.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	return mux
 }

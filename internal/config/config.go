@@ -87,6 +87,9 @@ type SIP struct {
 type HTTP struct {
 	// Listen is host:port. Required.
 	Listen string `yaml:"listen"`
+	// Pprof serves Go's profiler under /debug/pprof/. Default false: it
+	// exposes internals, so enable it only on a trusted listener.
+	Pprof bool `yaml:"pprof"`
 }
 
 // User is one subscriber. Exactly one of Password or HA1 is required;

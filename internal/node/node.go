@@ -19,6 +19,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/tandemswitch/tandem/actors/dispatch"
 	"github.com/tandemswitch/tandem/actors/registrar"
 	"github.com/tandemswitch/tandem/events"
 	"github.com/tandemswitch/tandem/events/embedded"
@@ -43,6 +44,7 @@ type Node struct {
 	store    events.Store
 	system   *actor.ActorSystem
 	registry *registrar.Registry
+	pool     *dispatch.Pool
 	loc      *location.Index
 	gw       *gateway.Gateway
 	api      *api.Server
@@ -80,7 +82,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.store = st
 
 	// HTTP first, so that /healthz answers "starting" during recovery.
-	n.api = &api.Server{Store: st, Location: n.loc, Clock: n.clock, Metrics: n.metrics.Handler()}
+	n.api = &api.Server{Store: st, Location: n.loc, Clock: n.clock, Metrics: n.metrics.Handler(), Pprof: n.cfg.HTTP.Pprof}
 	n.httpLn, err = net.Listen("tcp", n.cfg.HTTP.Listen)
 	if err != nil {
 		return fmt.Errorf("http.listen %s: %w", n.cfg.HTTP.Listen, err)
@@ -105,8 +107,10 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return n.log.With("component", "actors")
 	}))
 	s := n.cfg.SIP
+	n.pool = dispatch.New(256, 300)
 	n.registry = registrar.NewRegistry(n.system, registrar.Config{
-		Store: st, Clock: n.clock, Node: n.cfg.NodeID, Logger: n.log.With("component", "registrar"),
+		Dispatcher: n.pool,
+		Store:      st, Clock: n.clock, Node: n.cfg.NodeID, Logger: n.log.With("component", "registrar"),
 		Limits: registrar.Limits{
 			MinExpires: int64(s.MinExpires), MaxExpires: int64(s.MaxExpires),
 			DefaultExpires: int64(s.DefaultExpires), MaxContacts: s.MaxContacts,
@@ -215,6 +219,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 	if n.system != nil {
 		n.system.Shutdown()
+	}
+	if n.pool != nil {
+		n.pool.Stop()
 	}
 	if n.cancel != nil {
 		n.cancel()

@@ -1,0 +1,103 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/tandemswitch/tandem/events"
+	"github.com/tandemswitch/tandem/events/eventpb"
+	"github.com/tandemswitch/tandem/events/memstore"
+	"github.com/tandemswitch/tandem/internal/clock"
+	"github.com/tandemswitch/tandem/internal/metrics"
+	"github.com/tandemswitch/tandem/projections/location"
+)
+
+func get(t *testing.T, srv *httptest.Server, path string) (int, string) {
+	t.Helper()
+	res, err := http.Get(srv.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+func TestAPI(t *testing.T) {
+	t0 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	st := memstore.New()
+	aor := "sip:alice@example.test"
+	env, _ := events.Wrap(&eventpb.BindingAdded{Aor: aor, Binding: &eventpb.Binding{
+		Contact: "sip:alice@10.0.0.1", ExpiresAt: timestamppb.New(t0.Add(time.Hour)), UserAgent: "ua", Source: "udp:10.0.0.1:5060",
+	}}, t0, "n1", &eventpb.Cause{CallId: "c1", Cseq: 2, Method: "REGISTER"})
+	if _, err := st.Append(context.Background(), "reg-"+aor, 0, []*eventpb.Envelope{env}); err != nil {
+		t.Fatal(err)
+	}
+	loc := location.New()
+	if err := loc.CatchUp(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New(func() float64 { return float64(loc.Active(t0)) })
+	s := &Server{Store: st, Location: loc, Clock: clock.NewFake(t0), Metrics: m.Handler()}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+
+	if code, _ := get(t, srv, "/healthz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("healthz before ready = %d", code)
+	}
+	s.Ready.Store(true)
+	if code, _ := get(t, srv, "/healthz"); code != http.StatusOK {
+		t.Fatalf("healthz when ready = %d", code)
+	}
+
+	code, body := get(t, srv, "/api/v1/registrations")
+	var regs []Registration
+	if code != 200 || json.Unmarshal([]byte(body), &regs) != nil || len(regs) != 1 {
+		t.Fatalf("registrations: %d %s", code, body)
+	}
+	want := Registration{AOR: aor, Contact: "sip:alice@10.0.0.1", ExpiresAt: "2026-11-22T11:00:00.000Z", UserAgent: "ua", Source: "udp:10.0.0.1:5060"}
+	if regs[0] != want {
+		t.Fatalf("got %+v\nwant %+v", regs[0], want)
+	}
+
+	code, body = get(t, srv, "/api/v1/registrations/"+url.PathEscape(aor)+"/events")
+	var evs []Event
+	if code != 200 || json.Unmarshal([]byte(body), &evs) != nil || len(evs) != 1 {
+		t.Fatalf("events: %d %s", code, body)
+	}
+	if evs[0].Type != "tandem.events.v1.BindingAdded" || evs[0].Version != 1 || evs[0].Position != 1 ||
+		!strings.Contains(string(evs[0].Data), "sip:alice@10.0.0.1") || !strings.Contains(string(evs[0].Cause), `"call_id": "c1"`) {
+		t.Fatalf("event %+v", evs[0])
+	}
+	if code, body := get(t, srv, "/api/v1/registrations/"+url.PathEscape("sip:nobody@example.test")+"/events"); code != 200 || strings.TrimSpace(body) != "[]" {
+		t.Fatalf("events of an unknown AOR: %d %q", code, body)
+	}
+
+	m.SIPRequest("REGISTER")
+	m.SIPRequest("BOGUS")
+	m.SIPResponse(200)
+	_, body = get(t, srv, "/metrics")
+	for _, line := range []string{
+		`tandem_registrations_active 1`,
+		`tandem_sip_requests_total{method="REGISTER"} 1`,
+		`tandem_sip_requests_total{method="OTHER"} 1`,
+		`tandem_sip_responses_total{code="200"} 1`,
+		`tandem_store_append_duration_seconds_bucket`,
+	} {
+		if !strings.Contains(body, line) {
+			t.Errorf("metrics lack %q", line)
+		}
+	}
+	if code, _ := get(t, srv, "/debug/pprof/"); code != http.StatusNotFound {
+		t.Fatalf("pprof served while disabled: %d", code)
+	}
+}
