@@ -323,6 +323,13 @@ func ContactKey(uri string) string {
 	if params == "" {
 		return scheme + ":" + user + host
 	}
+	if !strings.Contains(params, ";") { // one parameter: nothing to sort
+		k, v, hasV := strings.Cut(params, "=")
+		if hasV {
+			return scheme + ":" + user + host + ";" + strings.ToLower(k) + "=" + v
+		}
+		return scheme + ":" + user + host + ";" + strings.ToLower(k)
+	}
 	ps := strings.Split(params, ";")
 	for i := range ps {
 		k, v, hasV := strings.Cut(ps[i], "=")

@@ -220,3 +220,19 @@ func TestApplyAndExpire(t *testing.T) {
 		t.Fatal("unknown event changed state")
 	}
 }
+
+func TestContactKey(t *testing.T) {
+	for _, tc := range [][2]string{
+		{"sip:alice@HOST.example", "sip:alice@host.example"},
+		{"SIP:Alice@h;Transport=udp", "sip:Alice@h;transport=udp"},
+		{"sip:a@h;ob;transport=udp", "sip:a@h;ob;transport=udp"},
+		{"sip:a@h;transport=udp;ob", "sip:a@h;ob;transport=udp"},
+		{"sip:a@h?subject=x", "sip:a@h"},
+		{"sip:h:5060", "sip:h:5060"},
+		{"nonsense", "nonsense"},
+	} {
+		if got := ContactKey(tc[0]); got != tc[1] {
+			t.Errorf("ContactKey(%q) = %q, want %q", tc[0], got, tc[1])
+		}
+	}
+}

@@ -6,7 +6,9 @@
 // scenario and users. Each server's best rate is the highest step that was
 // clean: every registration got its 200 (sipp FailedCall = 0, SuccessfulCall
 // = the step's count) at >= 90% of the offered rate, within the step's time
-// bound, with at most 1% retransmissions. Steps stop at the first unclean one. The last line printed is `ratio=<tandem best / kamailio best>`.
+// bound, with at most 1% retransmissions. Steps stop at the first unclean one, then
+// bisect (-refine) between it and the last clean one. The last line printed
+// is `ratio=<tandem best / kamailio best>`.
 //
 // Run with `make bench-register` (builds bin/tandem first) or
 //
@@ -36,6 +38,7 @@ type options struct {
 	only        string
 	rates       []int
 	seconds     int
+	refine      int
 	users       int
 	perClient   int
 	maxClients  int
@@ -53,6 +56,7 @@ func main() {
 	var rates string
 	flag.StringVar(&o.only, "only", "", "run only one side: tandem or kamailio")
 	flag.StringVar(&rates, "rates", "1000,2000,4000,6000,8000,10000,14000,18000,22000,26000,30000,35000,40000,45000,50000", "offered registration rates (per second), in increasing order")
+	flag.IntVar(&o.refine, "refine", 2, "bisection steps between the last clean rate and the first unclean one")
 	flag.IntVar(&o.seconds, "seconds", 5, "length of each step: a step sends rate x seconds registrations")
 	flag.IntVar(&o.users, "users", 10000, "distinct users (user0001...) cycled through")
 	flag.IntVar(&o.perClient, "per-client", 10000, "highest rate given to one sipp client; more clients share higher rates")
@@ -226,22 +230,25 @@ func benchKamailio(o options, work, scenario string) (int, error) {
 	return runSteps(o, dir, scenario, fmt.Sprintf("127.0.0.1:%d", port), k, func() (time.Duration, error) { return peers.TreeCPU(k.PID) })
 }
 
-// runSteps offers each rate in turn until a step is not clean, and returns
-// the highest clean rate.
+// runSteps offers each rate in turn until a step is not clean, then
+// bisects between the last clean rate and that one (-refine times, to the
+// nearest 500/s), and returns the highest clean rate. Both servers get the
+// same ladder and the same refinement.
 func runSteps(o options, dir, scenario, remote string, server *peers.Proc, serverCPU func() (time.Duration, error)) (int, error) {
 	fmt.Printf("%8s %7s %8s %8s %7s %8s %9s %9s %8s %7s %8s  %s\n",
 		"rate/s", "clients", "calls", "ok", "failed", "retrans", "achieved", "sipp-cpu%", "server%", "other%", "rcvbuf", "verdict")
-	best := 0
-	for i, rate := range o.rates {
+	steps := 0
+	try := func(rate int) (bool, error) {
 		if server.Exited() {
-			return best, fmt.Errorf("server exited")
+			return false, fmt.Errorf("server exited")
 		}
-		if i > 0 {
+		if steps > 0 {
 			time.Sleep(o.pause)
 		}
+		steps++
 		s, err := runStep(o, filepath.Join(dir, fmt.Sprintf("step-%d", rate)), scenario, remote, rate, serverCPU)
 		if err != nil {
-			return best, err
+			return false, err
 		}
 		achieved := 0.0
 		if s.elapsed > 0 {
@@ -254,10 +261,34 @@ func runSteps(o options, dir, scenario, remote string, server *peers.Proc, serve
 		fmt.Printf("%8d %7d %8d %8d %7d %8d %9.0f %9.0f %8.0f %7.0f %8d  %s\n",
 			s.rate, s.clients, s.calls, s.ok, s.failed, s.retrans, achieved,
 			pct(s.sippCPU, s.elapsed), pct(s.serverCPU, s.elapsed), pct(s.otherCPU, s.elapsed), s.rcvbuf, verdict)
-		if !s.clean {
+		return s.clean, nil
+	}
+	best, failedAt := 0, 0
+	for _, rate := range o.rates {
+		clean, err := try(rate)
+		if err != nil {
+			return best, err
+		}
+		if !clean {
+			failedAt = rate
 			break
 		}
 		best = rate
+	}
+	for i := 0; i < o.refine && failedAt > 0; i++ {
+		mid := (best + failedAt) / 2 / 500 * 500
+		if mid <= best || mid >= failedAt {
+			break
+		}
+		clean, err := try(mid)
+		if err != nil {
+			return best, err
+		}
+		if clean {
+			best = mid
+		} else {
+			failedAt = mid
+		}
 	}
 	return best, nil
 }
