@@ -73,6 +73,7 @@ type Gateway struct {
 	ours   map[string]bool // host names and IPs that are "myself"
 	allow  string
 	closed chan struct{}
+	fast   fastPath
 
 	mu        sync.Mutex // guards listeners
 	listeners []net.Listener
@@ -110,6 +111,7 @@ func New(opts Options) (*Gateway, error) {
 		return nil, errors.New("gateway: Auth and Registrar are required")
 	}
 	g := &Gateway{opts: opts, ours: map[string]bool{}, allow: strings.Join(allowed, ", "), closed: make(chan struct{})}
+	g.fast = fastPath{parser: sip.NewParser(), jobs: make(chan udpJob, fastQueue), conns: map[string]net.PacketConn{}}
 	g.ours[strings.ToLower(opts.Domain)] = true
 	for _, a := range opts.Aliases {
 		g.ours[strings.ToLower(a)] = true
@@ -126,7 +128,7 @@ func New(opts Options) (*Gateway, error) {
 	sipLog := slog.New(newRateLimitedHandler(opts.Logger.Handler(), 10, opts.Clock))
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent(opts.ServerName),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog)),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog), sip.WithTransportLayerReadFilter(g.readFilter)),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog)),
 	)
 	if err != nil {
@@ -166,6 +168,12 @@ func (g *Gateway) Start() error {
 			}
 			g.listeners = append(g.listeners, ln)
 		}
+	}
+	for _, pc := range g.packets {
+		g.fast.conns[pc.LocalAddr().String()] = pc
+	}
+	for i := 0; i < fastWorkers; i++ {
+		go g.fastWorker()
 	}
 	for _, pc := range g.packets {
 		g.serving.Add(1)
@@ -228,8 +236,21 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// handle is the entry point of every request (sipgo calls it concurrently).
+// responder is what a handler needs of a server transaction: sipgo's
+// ServerTx, or the stateless UDP answerer of the fast path (fastpath.go).
+type responder interface {
+	Respond(res *sip.Response) error
+	Terminate()
+}
+
+// handle is the entry point of every request that comes through sipgo's
+// transaction layer (sipgo calls it concurrently).
 func (g *Gateway) handle(req *sip.Request, tx sip.ServerTransaction) {
+	g.serve(req, tx)
+}
+
+// serve answers one request.
+func (g *Gateway) serve(req *sip.Request, tx responder) {
 	g.inflight.Add(1)
 	defer g.inflight.Done()
 	defer func() {
@@ -331,7 +352,7 @@ func (g *Gateway) isOurs(host string) bool {
 }
 
 // respond sends a final or provisional response built from req.
-func (g *Gateway) respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, headers [][2]string) {
+func (g *Gateway) respond(tx responder, req *sip.Request, code int, reason string, headers [][2]string) {
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
 	g.finish(res, req)
 	for _, h := range headers {
@@ -352,7 +373,7 @@ func (g *Gateway) finish(res *sip.Response, req *sip.Request) {
 	res.AppendHeader(sip.NewHeader("Server", g.opts.ServerName))
 }
 
-func (g *Gateway) send(tx sip.ServerTransaction, res *sip.Response) {
+func (g *Gateway) send(tx responder, res *sip.Response) {
 	if g.opts.Metrics != nil {
 		g.opts.Metrics.SIPResponse(res.StatusCode)
 	}

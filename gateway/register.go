@@ -15,7 +15,7 @@ import (
 // handleRegister authenticates a REGISTER and hands it to the AOR's actor
 // (RFC 3261 10.3). The 200 OK goes out only after the actor has made the
 // change durable.
-func (g *Gateway) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
+func (g *Gateway) handleRegister(req *sip.Request, tx responder) {
 	// Step 1: the Request-URI must name a domain we are registrar for.
 	if !g.isOurs(req.Recipient.Host) {
 		g.respond(tx, req, 404, "Domain Not Served Here", nil)
@@ -138,7 +138,7 @@ func formatContact(b registrar.Binding, r *registrar.Result) string {
 }
 
 // challenge answers 401 with one WWW-Authenticate per offered algorithm.
-func (g *Gateway) challenge(tx sip.ServerTransaction, req *sip.Request, stale bool) {
+func (g *Gateway) challenge(tx responder, req *sip.Request, stale bool) {
 	res := sip.NewResponseFromRequest(req, 401, "Unauthorized", nil)
 	g.finish(res, req)
 	for _, c := range g.opts.Auth.Challenges(stale) {
