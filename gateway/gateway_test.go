@@ -312,3 +312,35 @@ func newHash(alg string) interface {
 	}
 	return md5.New()
 }
+
+// TestReadFilterFastPathBoundaries: only parseable REGISTER and OPTIONS
+// datagrams on our own UDP sockets take the fast path; everything else is
+// handed back to sipgo untouched, and the filter never fails (an error
+// would stop sipgo's read loop).
+func TestReadFilterFastPathBoundaries(t *testing.T) {
+	tg := startGateway(t)
+	local, _ := net.ResolveUDPAddr("udp", tg.addr)
+	remote := tg.conn.LocalAddr()
+	props := sip.TransportReadProps{Transport: "UDP", LocalAddr: local, RemoteAddr: remote}
+	invite := []byte(strings.Replace(tg.request("OPTIONS", "sip:example.test"), "OPTIONS", "INVITE", -1))
+	for name, data := range map[string][]byte{
+		"INVITE":      invite,
+		"response":    []byte("SIP/2.0 200 OK\r\n\r\n"),
+		"unparsable":  []byte("REGISTER \x00\x01 nonsense\r\n\r\n"),
+		"without Via": []byte(strings.Replace(tg.request("OPTIONS", "sip:example.test"), "Via:", "X-Via:", 1)),
+	} {
+		out, err := tg.g.readFilter(props, data)
+		if err != nil || string(out) != string(data) {
+			t.Errorf("%s: filter returned %q, %v; want the datagram back", name, out, err)
+		}
+	}
+	other := props
+	other.LocalAddr = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
+	opts := []byte(tg.request("OPTIONS", "sip:example.test"))
+	if out, err := tg.g.readFilter(other, opts); err != nil || len(out) == 0 {
+		t.Fatalf("a socket that is not ours: %q, %v", out, err)
+	}
+	if out, err := tg.g.readFilter(props, opts); err != nil || len(out) != 0 {
+		t.Fatalf("OPTIONS on our socket should be taken: %q, %v", out, err)
+	}
+}
