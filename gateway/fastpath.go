@@ -28,7 +28,7 @@ const (
 )
 
 type udpJob struct {
-	req  *sip.Request
+	data []byte // the datagram (a copy: sipgo reuses its read buffer)
 	conn net.PacketConn
 	to   net.Addr
 }
@@ -48,7 +48,9 @@ func isFastMethod(data []byte) bool {
 }
 
 // readFilter is sipgo's TransportReadFilter: called serially per socket, in
-// its read loop. It must not block and must never return an error (that
+// its read loop, which is the one serial step of the UDP path; so it only
+// looks at the request line and hands the datagram over, and the workers
+// parse in parallel. It must not block and must never return an error (that
 // would stop the read loop).
 func (g *Gateway) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error) {
 	if !isFastMethod(data) || p.LocalAddr == nil || p.RemoteAddr == nil {
@@ -58,19 +60,8 @@ func (g *Gateway) readFilter(p sip.TransportReadProps, data []byte) ([]byte, err
 	if conn == nil {
 		return data, nil // not a UDP socket of ours
 	}
-	// sipgo reuses its read buffer; the parsed request must not alias it.
-	msg, err := g.fast.parser.ParseSIP(append([]byte(nil), data...))
-	if err != nil {
-		return data, nil // sipgo logs and drops it as before
-	}
-	req, ok := msg.(*sip.Request)
-	if !ok || req.Via() == nil || req.CSeq() == nil {
-		return data, nil // sipgo answers the unanswerable ones statelessly
-	}
-	req.SetTransport("UDP")
-	req.SetSource(p.RemoteAddr.String())
 	select {
-	case g.fast.jobs <- udpJob{req: req, conn: conn, to: p.RemoteAddr}:
+	case g.fast.jobs <- udpJob{data: append([]byte(nil), data...), conn: conn, to: p.RemoteAddr}:
 		return nil, nil
 	default:
 		return data, nil // every worker busy: take the transaction layer
@@ -81,11 +72,29 @@ func (g *Gateway) fastWorker() {
 	for {
 		select {
 		case j := <-g.fast.jobs:
-			g.serve(j.req, &udpResponder{conn: j.conn, to: j.to})
+			g.fastServe(j)
 		case <-g.closed:
 			return
 		}
 	}
+}
+
+// fastServe parses and answers one fast-path datagram. One that does not
+// parse, or has no Via to answer along, is dropped (as sipgo drops what it
+// cannot parse); everything else gets an answer.
+func (g *Gateway) fastServe(j udpJob) {
+	msg, err := g.fast.parser.ParseSIP(j.data)
+	if err != nil {
+		g.opts.Logger.Debug("unparsable SIP datagram dropped", "from", j.to.String(), "err", err)
+		return
+	}
+	req, ok := msg.(*sip.Request)
+	if !ok || req.Via() == nil {
+		return
+	}
+	req.SetTransport("UDP")
+	req.SetSource(j.to.String())
+	g.serve(req, &udpResponder{conn: j.conn, to: j.to})
 }
 
 // udpResponder answers one request statelessly on a UDP socket.

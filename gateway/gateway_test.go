@@ -313,10 +313,10 @@ func newHash(alg string) interface {
 	return md5.New()
 }
 
-// TestReadFilterFastPathBoundaries: only parseable REGISTER and OPTIONS
-// datagrams on our own UDP sockets take the fast path; everything else is
-// handed back to sipgo untouched, and the filter never fails (an error
-// would stop sipgo's read loop).
+// TestReadFilterFastPathBoundaries: only REGISTER and OPTIONS datagrams on
+// our own UDP sockets take the fast path; everything else is handed back to
+// sipgo untouched, and the filter never fails (an error would stop sipgo's
+// read loop). Unparsable fast-path datagrams are dropped without harm.
 func TestReadFilterFastPathBoundaries(t *testing.T) {
 	tg := startGateway(t)
 	local, _ := net.ResolveUDPAddr("udp", tg.addr)
@@ -324,10 +324,9 @@ func TestReadFilterFastPathBoundaries(t *testing.T) {
 	props := sip.TransportReadProps{Transport: "UDP", LocalAddr: local, RemoteAddr: remote}
 	invite := []byte(strings.Replace(tg.request("OPTIONS", "sip:example.test"), "OPTIONS", "INVITE", -1))
 	for name, data := range map[string][]byte{
-		"INVITE":      invite,
-		"response":    []byte("SIP/2.0 200 OK\r\n\r\n"),
-		"unparsable":  []byte("REGISTER \x00\x01 nonsense\r\n\r\n"),
-		"without Via": []byte(strings.Replace(tg.request("OPTIONS", "sip:example.test"), "Via:", "X-Via:", 1)),
+		"INVITE":   invite,
+		"response": []byte("SIP/2.0 200 OK\r\n\r\n"),
+		"BYE":      []byte(strings.Replace(tg.request("OPTIONS", "sip:example.test"), "OPTIONS", "BYE", -1)),
 	} {
 		out, err := tg.g.readFilter(props, data)
 		if err != nil || string(out) != string(data) {
@@ -342,5 +341,22 @@ func TestReadFilterFastPathBoundaries(t *testing.T) {
 	}
 	if out, err := tg.g.readFilter(props, opts); err != nil || len(out) != 0 {
 		t.Fatalf("OPTIONS on our socket should be taken: %q, %v", out, err)
+	}
+	// Unparsable or Via-less fast-path datagrams are dropped; the server
+	// still answers afterwards (the answer to the OPTIONS above is drained
+	// first, so that it cannot stand in for the next one).
+	buf := make([]byte, 65535)
+	_ = tg.conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if _, _, err := tg.conn.ReadFromUDP(buf); err != nil {
+		t.Fatalf("no answer to the OPTIONS the fast path took: %v", err)
+	}
+	for _, junk := range []string{
+		"REGISTER \x00\x01 nonsense\r\n\r\n",
+		strings.Replace(tg.request("OPTIONS", "sip:example.test"), "Via:", "X-Via:", 1),
+	} {
+		tg.g.fastServe(udpJob{data: []byte(junk), conn: tg.conn, to: remote})
+	}
+	if res := tg.exchange(t, tg.request("OPTIONS", "sip:example.test")); res.StatusCode != 200 {
+		t.Fatalf("after junk: %v", res.Short())
 	}
 }
