@@ -55,7 +55,9 @@ func (g *replayGuard) accept(nonce string, nc uint32, txKey string, now time.Tim
 		s.old, s.cur = map[string]seen{}, map[string]seen{}
 		s.rotated = now
 	case age >= g.ttl:
-		s.old, s.cur = s.cur, map[string]seen{}
+		// Size the new generation like the last one: growing a map from
+		// empty under load rehashes it over and over.
+		s.old, s.cur = s.cur, make(map[string]seen, len(s.cur))
 		s.rotated = now
 	}
 	last, ok := s.cur[nonce]
