@@ -182,13 +182,6 @@ func (r *Registry) Activate(ctx context.Context, aor string) error {
 	return rep.err
 }
 
-// Live returns how many registration activations are routed to.
-func (r *Registry) Live() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.live)
-}
-
 // Stop stops every actor (after the message it is handling) and refuses
 // new requests.
 func (r *Registry) Stop() {

@@ -47,6 +47,7 @@ func TestAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := metrics.New(func() float64 { return float64(loc.Active(t0)) })
+	m.ProjectionSkipped("location", func() float64 { return float64(loc.Skipped()) })
 	s := &Server{Store: st, Location: loc, Clock: clock.NewFake(t0), Metrics: m.Handler()}
 	srv := httptest.NewServer(s.Handler())
 	defer srv.Close()
@@ -92,6 +93,7 @@ func TestAPI(t *testing.T) {
 		`tandem_sip_requests_total{method="OTHER"} 1`,
 		`tandem_sip_responses_total{code="200"} 1`,
 		`tandem_store_append_duration_seconds_bucket`,
+		`tandem_projection_skipped_events_total{projection="location"} 0`,
 	} {
 		if !strings.Contains(body, line) {
 			t.Errorf("metrics lack %q", line)

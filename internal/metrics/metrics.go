@@ -85,6 +85,16 @@ func (s *Set) StoreAppend(latency time.Duration, _ int, err error) {
 	}
 }
 
+// ProjectionSkipped exports how many events of unknown type projection
+// name has skipped (read at scrape time from skipped).
+func (s *Set) ProjectionSkipped(name string, skipped func() float64) {
+	s.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name:        "tandem_projection_skipped_events_total",
+		Help:        "Events of a type this binary does not know, skipped by a projection.",
+		ConstLabels: prometheus.Labels{"projection": name},
+	}, skipped))
+}
+
 // Registry exposes the registry, for components that add their own metrics.
 func (s *Set) Registry() *prometheus.Registry { return s.reg }
 

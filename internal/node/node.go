@@ -70,6 +70,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}()
 	n.loc = location.New()
 	n.metrics = metrics.New(func() float64 { return float64(n.loc.Active(n.clock.Now())) })
+	n.metrics.ProjectionSkipped("location", func() float64 { return float64(n.loc.Skipped()) })
 
 	st, err := embedded.Open(embedded.Options{
 		Dir:      filepath.Join(n.cfg.DataDir, "events"),
