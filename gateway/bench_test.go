@@ -2,17 +2,10 @@ package gateway
 
 import (
 	"fmt"
-	"log/slog"
 	"testing"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"github.com/emiago/sipgo/sip"
 	icdigest "github.com/icholy/digest"
-
-	"github.com/tandemswitch/tandem/actors/registrar"
-	"github.com/tandemswitch/tandem/events/memstore"
-	"github.com/tandemswitch/tandem/gateway/digest"
-	"github.com/tandemswitch/tandem/internal/clock"
 )
 
 // captureResponder keeps the last response instead of sending it.
@@ -26,24 +19,7 @@ func (c *captureResponder) Terminate()                      {}
 // registration actor (over the in-memory store, so no fsync) and the 200.
 // The client's digest computation is excluded from the timing.
 func BenchmarkRegister(b *testing.B) {
-	quiet := slog.New(slog.DiscardHandler)
-	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
-	reg := registrar.NewRegistry(sys, registrar.Config{
-		Store: memstore.New(), Clock: clock.Real{}, Node: "n1", Logger: quiet,
-		Limits: registrar.Limits{MinExpires: 60, MaxExpires: 3600, DefaultExpires: 3600, MaxContacts: 10},
-	})
-	defer reg.Stop()
-	auth, err := digest.New(digest.Options{Realm: "example.test", MaxTrackedNonces: 1 << 22, Users: func(u, alg string) (string, bool) {
-		return icdigestHA1(u, alg)
-	}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	g, err := New(Options{Listen: []string{"udp:127.0.0.1:0"}, Domain: "example.test",
-		MaxMessageBytes: 4096, MaxHeaders: 30, Auth: auth, Registrar: reg, Logger: quiet})
-	if err != nil {
-		b.Fatal(err)
-	}
+	g, _ := newTestGateway(b)
 	parser := sip.NewParser()
 	msg := func(i, cseq int, authz string) *sip.Request {
 		user := fmt.Sprintf("user%04d", i%1000)

@@ -39,6 +39,7 @@ type fastPath struct {
 	parser *sip.Parser
 	jobs   chan udpJob
 	conns  map[string]net.PacketConn // by local address
+	bufs   sync.Pool                 // of *bytes.Buffer, for encoding answers
 }
 
 // isFastMethod tells from the request line whether a datagram takes the
@@ -94,20 +95,22 @@ func (g *Gateway) fastServe(j udpJob) {
 	}
 	req.SetTransport("UDP")
 	req.SetSource(j.to.String())
-	g.serve(req, &udpResponder{conn: j.conn, to: j.to})
+	g.serve(req, &udpResponder{conn: j.conn, to: j.to, bufs: &g.fast.bufs})
 }
 
 // udpResponder answers one request statelessly on a UDP socket.
 type udpResponder struct {
 	conn net.PacketConn
 	to   net.Addr
+	bufs *sync.Pool
 }
 
-var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
 func (r *udpResponder) Respond(res *sip.Response) error {
-	buf := bufPool.Get().(*bytes.Buffer)
-	defer bufPool.Put(buf)
+	buf, _ := r.bufs.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
+	defer r.bufs.Put(buf)
 	buf.Reset()
 	res.StringWrite(buf)
 	_, err := r.conn.WriteTo(buf.Bytes(), r.to)

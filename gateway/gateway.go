@@ -20,7 +20,6 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -30,6 +29,7 @@ import (
 	"github.com/tandemswitch/tandem/gateway/digest"
 	"github.com/tandemswitch/tandem/internal/clock"
 	"github.com/tandemswitch/tandem/internal/config"
+	"github.com/tandemswitch/tandem/internal/sipmethod"
 )
 
 // Registrar is what the gateway needs of the registration actors.
@@ -54,8 +54,6 @@ type Options struct {
 	// fields get 400.
 	MaxMessageBytes int
 	MaxHeaders      int
-	// RequestTimeout bounds the wait for an actor.
-	RequestTimeout time.Duration
 	// ServerName goes into the Server header.
 	ServerName string
 	Auth       *digest.Authenticator
@@ -85,14 +83,6 @@ type Gateway struct {
 // Methods we implement, for Allow headers.
 var allowed = []string{"REGISTER", "OPTIONS"}
 
-// Methods RFC 3261 and its extensions define: we answer them 405 rather
-// than 501 (the latter is for methods we do not know at all).
-var knownMethods = map[string]bool{
-	"INVITE": true, "ACK": true, "BYE": true, "CANCEL": true, "REGISTER": true, "OPTIONS": true,
-	"PRACK": true, "SUBSCRIBE": true, "NOTIFY": true, "PUBLISH": true, "INFO": true, "REFER": true,
-	"MESSAGE": true, "UPDATE": true,
-}
-
 // New builds a gateway; Start binds its sockets.
 func New(opts Options) (*Gateway, error) {
 	if opts.Logger == nil {
@@ -103,9 +93,6 @@ func New(opts Options) (*Gateway, error) {
 	}
 	if opts.ServerName == "" {
 		opts.ServerName = "Tandem"
-	}
-	if opts.RequestTimeout <= 0 {
-		opts.RequestTimeout = 5 * time.Second
 	}
 	if opts.Auth == nil || opts.Registrar == nil {
 		return nil, errors.New("gateway: Auth and Registrar are required")
@@ -289,7 +276,7 @@ func (g *Gateway) serve(req *sip.Request, tx responder) {
 		// see it; one that reaches us matches nothing.
 		g.respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
 	default:
-		if knownMethods[method] {
+		if sipmethod.Known(method) { // known but not allowed here: 405, else 501
 			g.respond(tx, req, 405, "Method Not Allowed", [][2]string{{"Allow", g.allow}})
 		} else {
 			g.respond(tx, req, 501, "Not Implemented", [][2]string{{"Allow", g.allow}})
@@ -322,9 +309,6 @@ func (g *Gateway) validate(req *sip.Request) *sipError {
 		return &sipError{400, "Missing CSeq", nil}
 	case req.CSeq().MethodName != req.Method:
 		return &sipError{400, "CSeq Method Does Not Match", nil}
-	}
-	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 && req.Method != sip.REGISTER && req.Method != sip.OPTIONS {
-		return &sipError{483, "Too Many Hops", nil}
 	}
 	// RFC 3261 8.2.2.3: we support no extension a client may require.
 	for _, name := range []string{"Require", "Proxy-Require"} {

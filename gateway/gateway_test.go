@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/md5"
 	"crypto/sha256"
 	"fmt"
@@ -29,8 +30,12 @@ type testGW struct {
 	seq   atomic.Int64
 }
 
-func startGateway(t *testing.T) *testGW {
-	t.Helper()
+// newTestGateway builds a gateway over a real registry on the in-memory
+// store (max 3 contacts per AOR; users alice and bob, and user0000..user0999
+// for the benchmark, all with password "secret"), without binding sockets.
+// Everything is stopped when the test ends.
+func newTestGateway(tb testing.TB) (*Gateway, *memstore.Store) {
+	tb.Helper()
 	quiet := slog.New(slog.DiscardHandler)
 	st := memstore.New()
 	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
@@ -38,23 +43,30 @@ func startGateway(t *testing.T) *testGW {
 		Store: st, Clock: clock.Real{}, Node: "n1", Logger: quiet,
 		Limits: registrar.Limits{MinExpires: 60, MaxExpires: 3600, DefaultExpires: 3600, MaxContacts: 3},
 	})
-	auth, err := digest.New(digest.Options{Realm: "example.test", Users: func(u, alg string) (string, bool) {
-		if u != "alice" && u != "bob" {
+	tb.Cleanup(reg.Stop)
+	auth, err := digest.New(digest.Options{Realm: "example.test", MaxTrackedNonces: 1 << 22, Users: func(u, alg string) (string, bool) {
+		if u != "alice" && u != "bob" && !strings.HasPrefix(u, "user") {
 			return "", false
 		}
-		ha1, _ := icdigestHA1(u, alg)
-		return ha1, true
+		return icdigestHA1(u, alg)
 	}})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	g, err := New(Options{
 		Listen: []string{"udp:127.0.0.1:0"}, Domain: "example.test",
 		MaxMessageBytes: 4096, MaxHeaders: 30, Auth: auth, Registrar: reg, Logger: quiet,
 	})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
+	tb.Cleanup(func() { _ = g.Shutdown(context.Background()) })
+	return g, st
+}
+
+func startGateway(t *testing.T) *testGW {
+	t.Helper()
+	g, st := newTestGateway(t)
 	if err := g.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -63,13 +75,8 @@ func startGateway(t *testing.T) *testGW {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg := &testGW{g: g, addr: addr, store: st, conn: conn}
-	t.Cleanup(func() {
-		_ = conn.Close()
-		_ = g.Shutdown(t.Context())
-		reg.Stop()
-	})
-	return tg
+	t.Cleanup(func() { _ = conn.Close() })
+	return &testGW{g: g, addr: addr, store: st, conn: conn}
 }
 
 // icdigestHA1 computes the HA1 for password "secret" with the client-side

@@ -58,9 +58,8 @@ func (g *Gateway) handleRegister(req *sip.Request, tx responder) {
 		g.respond(tx, req, 400, bad, nil)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), g.opts.RequestTimeout)
-	defer cancel()
-	result, err := g.opts.Registrar.Register(ctx, cmd, cause(req))
+	// The registry bounds the wait (sip.request_timeout_ms).
+	result, err := g.opts.Registrar.Register(context.Background(), cmd, cause(req))
 	if err != nil {
 		e := statusFor(err)
 		g.opts.Logger.Debug("REGISTER refused", "aor", cmd.AOR, "err", err)

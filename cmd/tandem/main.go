@@ -90,8 +90,7 @@ func newServe() *cobra.Command {
 				return err
 			}
 			log := newLogger(cfg.Log.Level)
-			node.Version = versionString()
-			n := node.New(cfg, log)
+			n := node.New(cfg, log, versionString())
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			if err := n.Start(ctx); err != nil {

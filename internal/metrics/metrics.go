@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tandemswitch/tandem/internal/sipmethod"
 )
 
 // Set holds every metric of a node. Its methods are safe for concurrent use.
@@ -57,15 +59,9 @@ func New(activeRegistrations func() float64) *Set {
 	return s
 }
 
-var knownMethods = map[string]bool{
-	"INVITE": true, "ACK": true, "BYE": true, "CANCEL": true, "REGISTER": true, "OPTIONS": true,
-	"PRACK": true, "SUBSCRIBE": true, "NOTIFY": true, "PUBLISH": true, "INFO": true, "REFER": true,
-	"MESSAGE": true, "UPDATE": true,
-}
-
 // SIPRequest counts one received request.
 func (s *Set) SIPRequest(method string) {
-	if !knownMethods[method] {
+	if !sipmethod.Known(method) {
 		method = "OTHER"
 	}
 	s.sipRequests.WithLabelValues(method).Inc()

@@ -32,14 +32,12 @@ import (
 	"github.com/tandemswitch/tandem/projections/location"
 )
 
-// Version is reported by the Server header and `tandem version`.
-var Version = "dev"
-
 // Node is one running Tandem node.
 type Node struct {
-	cfg   *config.Config
-	log   *slog.Logger
-	clock clock.Clock
+	cfg     *config.Config
+	log     *slog.Logger
+	clock   clock.Clock
+	version string // in the Server header
 
 	store    events.Store
 	system   *actor.ActorSystem
@@ -56,9 +54,9 @@ type Node struct {
 	bg     sync.WaitGroup
 }
 
-// New prepares a node; Start brings it up.
-func New(cfg *config.Config, log *slog.Logger) *Node {
-	return &Node{cfg: cfg, log: log, clock: clock.Real{}}
+// New prepares a node running version; Start brings it up.
+func New(cfg *config.Config, log *slog.Logger, version string) *Node {
+	return &Node{cfg: cfg, log: log, clock: clock.Real{}, version: version}
 }
 
 // Start brings the node up. On error everything started is stopped again.
@@ -129,7 +127,10 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	go func() {
 		defer n.bg.Done()
 		if err := n.loc.Run(runCtx, st); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, events.ErrClosed) {
-			n.log.Error("location projection stopped", "err", err)
+			// The registrations API would go stale without a word: say so
+			// where the operator looks, in /healthz.
+			n.api.Ready.Store(false)
+			n.log.Error("location projection stopped; node reports unhealthy", "err", err)
 		}
 	}()
 
@@ -154,9 +155,8 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.gw, err = gateway.New(gateway.Options{
 		Listen: s.Listen, Domain: s.Domain, Aliases: s.Aliases,
 		MaxMessageBytes: s.MaxMessageBytes, MaxHeaders: s.MaxHeaders,
-		RequestTimeout: time.Duration(s.RequestTimeoutMS) * time.Millisecond,
-		ServerName:     "Tandem/" + Version,
-		Auth:           auth, Registrar: n.registry, Metrics: n.metrics, Clock: n.clock,
+		ServerName: "Tandem/" + n.version,
+		Auth:       auth, Registrar: n.registry, Metrics: n.metrics, Clock: n.clock,
 		Logger: n.log.With("component", "sip"),
 	})
 	if err != nil {
