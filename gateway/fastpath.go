@@ -8,15 +8,18 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// The UDP fast path. REGISTER and OPTIONS are answered as a stateless UAS
-// (RFC 3261 8.2.7) anyway, so sipgo's transaction layer only costs them: a
+// The UDP fast path. REGISTER, OPTIONS, BYE and CANCEL are answered as a
+// stateless UAS (RFC 3261 8.2.7) anyway, so sipgo's transaction layer only costs them: a
 // goroutine per message whose stack grows on the way through (11% of the
 // CPU at 9,000 REGISTER/s), a server transaction with its timers and
 // context, a connection-pool lookup. Instead, sipgo's transport read filter
 // hands those datagrams to a pool of long-lived workers that parse, serve
 // and write the answer straight to the socket they came in on (to the
 // source address, as sipgo does: RFC 3581 symmetric response routing).
-// Everything else (INVITE, ACK, CANCEL, in-dialog requests, responses, TCP,
+// A CANCEL taken here never reaches sipgo's transaction layer, which would
+// answer it (200, then 487 to the INVITE) before the call actor has made
+// the cancellation durable; the actor answers both instead.
+// Everything else (INVITE, ACK, other in-dialog requests, responses, TCP,
 // anything the fast path cannot parse) goes through sipgo as before, and so
 // does a datagram that arrives while every worker is busy.
 
@@ -45,7 +48,8 @@ type fastPath struct {
 // isFastMethod tells from the request line whether a datagram takes the
 // fast path.
 func isFastMethod(data []byte) bool {
-	return bytes.HasPrefix(data, []byte("REGISTER ")) || bytes.HasPrefix(data, []byte("OPTIONS "))
+	return bytes.HasPrefix(data, []byte("REGISTER ")) || bytes.HasPrefix(data, []byte("OPTIONS ")) ||
+		bytes.HasPrefix(data, []byte("BYE ")) || bytes.HasPrefix(data, []byte("CANCEL "))
 }
 
 // readFilter is sipgo's TransportReadFilter: called serially per socket, in

@@ -20,6 +20,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -61,6 +62,16 @@ type Options struct {
 	Metrics    Metrics
 	Clock      clock.Clock
 	Logger     *slog.Logger
+	// Locate returns the contact URIs registered for an AOR, best first
+	// (the location index). Nil: INVITE gets 501.
+	Locate func(aor string) []string
+	// KnownUser tells whether a user name is provisioned (an unknown
+	// callee gets 404, a known one with no contact 480).
+	KnownUser func(user string) bool
+	// InviteWait bounds how long an INVITE handler waits for its call to
+	// give the final response (sip transaction kept alive meanwhile).
+	// Default 5 minutes.
+	InviteWait time.Duration
 }
 
 // Gateway serves SIP.
@@ -68,6 +79,8 @@ type Gateway struct {
 	opts   Options
 	ua     *sipgo.UserAgent
 	srv    *sipgo.Server
+	client *sipgo.Client
+	calls  CallRouter
 	ours   map[string]bool // host names and IPs that are "myself"
 	allow  string
 	closed chan struct{}
@@ -81,7 +94,7 @@ type Gateway struct {
 }
 
 // Methods we implement, for Allow headers.
-var allowed = []string{"REGISTER", "OPTIONS"}
+var allowed = []string{"REGISTER", "OPTIONS", "INVITE", "ACK", "CANCEL", "BYE", "UPDATE", "INFO"}
 
 // New builds a gateway; Start binds its sockets.
 func New(opts Options) (*Gateway, error) {
@@ -93,6 +106,9 @@ func New(opts Options) (*Gateway, error) {
 	}
 	if opts.ServerName == "" {
 		opts.ServerName = "Tandem"
+	}
+	if opts.InviteWait == 0 {
+		opts.InviteWait = 5 * time.Minute
 	}
 	if opts.Auth == nil || opts.Registrar == nil {
 		return nil, errors.New("gateway: Auth and Registrar are required")
@@ -116,7 +132,8 @@ func New(opts Options) (*Gateway, error) {
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent(opts.ServerName),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog), sip.WithTransportLayerReadFilter(g.readFilter)),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog),
+			sip.WithTransactionLayerUnhandledResponseHandler(g.stray)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -125,7 +142,11 @@ func New(opts Options) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	g.ua, g.srv = ua, srv
+	client, err := sipgo.NewClient(ua)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	g.ua, g.srv, g.client = ua, srv, client
 	srv.OnNoRoute(g.handle)
 	return g, nil
 }
@@ -260,20 +281,33 @@ func (g *Gateway) serve(req *sip.Request, tx responder) {
 		g.opts.Metrics.SIPRequest(method)
 	}
 	if req.IsAck() {
-		return // ACK is never answered (RFC 3261 17.2.1)
+		g.routeAck(req) // ACK is never answered (RFC 3261 17.2.1)
+		return
 	}
 	if e := g.validate(req); e != nil {
 		g.respond(tx, req, e.code, e.reason, e.headers)
 		return
 	}
+	if method != "REGISTER" && method != "CANCEL" {
+		if id, side, leg, tagged, ours := inDialogTarget(req); tagged {
+			if !ours {
+				g.respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
+				return
+			}
+			g.handleInDialog(req, tx, id, side, leg)
+			return
+		}
+	}
 	switch method {
 	case "REGISTER":
 		g.handleRegister(req, tx)
+	case "INVITE":
+		g.handleInvite(req, tx)
 	case "OPTIONS":
 		g.respond(tx, req, 200, "OK", [][2]string{{"Allow", g.allow}, {"Accept", "application/sdp"}})
 	case "CANCEL":
-		// sipgo matches a CANCEL to its INVITE server transaction before we
-		// see it; one that reaches us matches nothing.
+		g.handleCancel(req, tx)
+	case "BYE", "UPDATE", "INFO":
 		g.respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
 	default:
 		if sipmethod.Known(method) { // known but not allowed here: 405, else 501

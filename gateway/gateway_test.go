@@ -320,7 +320,7 @@ func newHash(alg string) interface {
 	return md5.New()
 }
 
-// TestReadFilterFastPathBoundaries: only REGISTER and OPTIONS datagrams on
+// TestReadFilterFastPathBoundaries: only REGISTER, OPTIONS, BYE and CANCEL datagrams on
 // our own UDP sockets take the fast path; everything else is handed back to
 // sipgo untouched, and the filter never fails (an error would stop sipgo's
 // read loop). Unparsable fast-path datagrams are dropped without harm.
@@ -333,7 +333,7 @@ func TestReadFilterFastPathBoundaries(t *testing.T) {
 	for name, data := range map[string][]byte{
 		"INVITE":   invite,
 		"response": []byte("SIP/2.0 200 OK\r\n\r\n"),
-		"BYE":      []byte(strings.Replace(tg.request("OPTIONS", "sip:example.test"), "OPTIONS", "BYE", -1)),
+		"INFO":     []byte(strings.Replace(tg.request("OPTIONS", "sip:example.test"), "OPTIONS", "INFO", -1)),
 	} {
 		out, err := tg.g.readFilter(props, data)
 		if err != nil || string(out) != string(data) {

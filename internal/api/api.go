@@ -1,6 +1,7 @@
 // Package api serves Tandem's HTTP interface: health, the registrations
-// listing, a stream's events, and Prometheus metrics. It only reads (the
-// location index and the event store); handlers run concurrently.
+// listing, the live calls, a stream's events, and Prometheus metrics. It
+// only reads (the projections and the event store); handlers run
+// concurrently.
 package api
 
 import (
@@ -12,10 +13,12 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/tandemswitch/tandem/actors/call"
 	"github.com/tandemswitch/tandem/actors/registrar"
 	"github.com/tandemswitch/tandem/events"
 	"github.com/tandemswitch/tandem/events/eventpb"
 	"github.com/tandemswitch/tandem/internal/clock"
+	"github.com/tandemswitch/tandem/projections/calls"
 	"github.com/tandemswitch/tandem/projections/location"
 )
 
@@ -23,6 +26,7 @@ import (
 type Server struct {
 	Store    events.Store
 	Location *location.Index
+	Calls    *calls.Live
 	Clock    clock.Clock
 	Metrics  http.Handler
 	// Pprof mounts net/http/pprof under /debug/pprof/ (config http.pprof).
@@ -37,6 +41,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /api/v1/registrations", s.registrations)
 	mux.HandleFunc("GET /api/v1/registrations/{aor}/events", s.registrationEvents)
+	mux.HandleFunc("GET /api/v1/calls", s.calls)
+	mux.HandleFunc("GET /api/v1/calls/{id}/events", s.callEvents)
 	if s.Metrics != nil {
 		mux.Handle("GET /metrics", s.Metrics)
 	}
@@ -100,6 +106,32 @@ func (s *Server) registrationEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.streamEvents(w, r, registrar.StreamName(aor))
+}
+
+func (s *Server) calls(w http.ResponseWriter, _ *http.Request) {
+	if s.Calls == nil {
+		writeJSON(w, http.StatusOK, []calls.Call{})
+		return
+	}
+	writeJSON(w, http.StatusOK, s.Calls.List())
+}
+
+func (s *Server) callEvents(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !call.ValidID(id) {
+		writeError(w, http.StatusBadRequest, "id: not a call id (24 characters a-z, 2-7)")
+		return
+	}
+	envs, err := s.Store.ReadStream(r.Context(), call.StreamName(id), 1, 1)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if len(envs) == 0 {
+		writeError(w, http.StatusNotFound, "no such call: "+id)
+		return
+	}
+	s.streamEvents(w, r, call.StreamName(id))
 }
 
 // maxEvents bounds one listing.

@@ -37,6 +37,16 @@ type Config struct {
 	// Users who may register (and later call). Empty means nobody can.
 	Users []User `yaml:"users"`
 	Log   Log    `yaml:"log"`
+	Calls Calls  `yaml:"calls"`
+}
+
+// Calls configures the B2BUA.
+type Calls struct {
+	// NoAnswerTimeout: seconds a call may ring unanswered before its B legs
+	// are cancelled and the caller gets 480. Default 60.
+	NoAnswerTimeout int `yaml:"no_answer_timeout"`
+	// MaxForks: most contacts one call forks to in parallel. Default 8.
+	MaxForks int `yaml:"max_forks"`
 }
 
 // SIP configures the SIP side: listeners, registrar limits, digest auth and
@@ -273,6 +283,12 @@ func (c *Config) applyDefaults() {
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
+	if c.Calls.NoAnswerTimeout == 0 {
+		c.Calls.NoAnswerTimeout = 60
+	}
+	if c.Calls.MaxForks == 0 {
+		c.Calls.MaxForks = 8
+	}
 }
 
 type validator struct {
@@ -336,6 +352,12 @@ func (v *validator) check(c *Config) {
 	}
 	if s.RequestTimeoutMS < 1 {
 		v.fail("sip.request_timeout_ms", "must be at least 1, got %d", s.RequestTimeoutMS)
+	}
+	if n := c.Calls.NoAnswerTimeout; n < 1 || n > 3600 {
+		v.fail("calls.no_answer_timeout", "must be 1..3600 seconds, got %d", n)
+	}
+	if n := c.Calls.MaxForks; n < 1 || n > 32 {
+		v.fail("calls.max_forks", "must be 1..32, got %d", n)
 	}
 	if strings.TrimSpace(c.HTTP.Listen) == "" {
 		v.fail("http.listen", "required (host:port)")

@@ -27,6 +27,11 @@ type Set struct {
 	appendLatency prometheus.Histogram
 	appendErrors  prometheus.Counter
 	activeRegs    prometheus.GaugeFunc
+
+	callAttempts prometheus.Counter
+	callAnswered prometheus.Counter
+	callFailed   *prometheus.CounterVec
+	callSetup    prometheus.Histogram
 }
 
 // New creates the metrics. activeRegistrations reports the current number
@@ -54,6 +59,24 @@ func New(activeRegistrations func() float64) *Set {
 		Name: "tandem_registrations_active",
 		Help: "Registration bindings currently active.",
 	}, activeRegistrations)
+	s.callAttempts = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tandem_call_attempts_total",
+		Help: "Calls started (authenticated INVITEs routed to at least one contact).",
+	})
+	s.callAnswered = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tandem_calls_answered_total",
+		Help: "Calls answered.",
+	})
+	s.callFailed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tandem_calls_failed_total",
+		Help: "Calls that ended unanswered, by the final SIP status the caller got.",
+	}, []string{"code"})
+	s.callSetup = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "tandem_call_setup_seconds",
+		Help:    "Time from the caller's INVITE being accepted to the call being answered.",
+		Buckets: prometheus.ExponentialBuckets(0.005, 2, 14), // 5 ms .. 41 s
+	})
+	s.reg.MustRegister(s.callAttempts, s.callAnswered, s.callFailed, s.callSetup)
 	s.reg.MustRegister(s.sipRequests, s.sipResponses, s.appendLatency, s.appendErrors, s.activeRegs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return s
@@ -79,6 +102,26 @@ func (s *Set) StoreAppend(latency time.Duration, _ int, err error) {
 	if err != nil {
 		s.appendErrors.Inc()
 	}
+}
+
+// CallAttempt counts a started call.
+func (s *Set) CallAttempt() { s.callAttempts.Inc() }
+
+// CallAnswered counts an answered call and its setup time.
+func (s *Set) CallAnswered(setup time.Duration) {
+	s.callAnswered.Inc()
+	s.callSetup.Observe(setup.Seconds())
+}
+
+// CallFailed counts an unanswered call by its final status.
+func (s *Set) CallFailed(code int) { s.callFailed.WithLabelValues(strconv.Itoa(code)).Inc() }
+
+// ActiveCalls exports the number of live calls (read at scrape time).
+func (s *Set) ActiveCalls(n func() float64) {
+	s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tandem_calls_active",
+		Help: "Calls started and not yet ended (ringing or answered).",
+	}, n))
 }
 
 // ProjectionSkipped exports how many events of unknown type projection

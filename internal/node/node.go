@@ -1,6 +1,7 @@
 // Package node wires one Tandem node together from its configuration: the
-// embedded event store, the actor system and registration actors, the
-// location projection, the SIP gateway and the HTTP API. It owns start-up
+// embedded event store, the actor system with the registration and call
+// actors, the location and live-calls projections, the SIP gateway and the
+// HTTP API. It owns start-up
 // order (store, projection catch-up, actor re-activation, then listeners)
 // and graceful shutdown in the reverse order. cmd/tandem stays thin by
 // calling it.
@@ -19,6 +20,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/tandemswitch/tandem/actors/call"
 	"github.com/tandemswitch/tandem/actors/dispatch"
 	"github.com/tandemswitch/tandem/actors/registrar"
 	"github.com/tandemswitch/tandem/events"
@@ -29,6 +31,7 @@ import (
 	"github.com/tandemswitch/tandem/internal/clock"
 	"github.com/tandemswitch/tandem/internal/config"
 	"github.com/tandemswitch/tandem/internal/metrics"
+	"github.com/tandemswitch/tandem/projections/calls"
 	"github.com/tandemswitch/tandem/projections/location"
 )
 
@@ -44,6 +47,8 @@ type Node struct {
 	registry *registrar.Registry
 	pool     *dispatch.Pool
 	loc      *location.Index
+	live     *calls.Live
+	calls    *call.Manager
 	gw       *gateway.Gateway
 	api      *api.Server
 	httpSrv  *http.Server
@@ -69,6 +74,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.loc = location.New()
 	n.metrics = metrics.New(func() float64 { return float64(n.loc.Active(n.clock.Now())) })
 	n.metrics.ProjectionSkipped("location", func() float64 { return float64(n.loc.Skipped()) })
+	n.live = calls.New()
+	n.metrics.ActiveCalls(func() float64 { return float64(n.live.Count()) })
+	n.metrics.ProjectionSkipped("calls", func() float64 { return float64(n.live.Skipped()) })
 
 	st, err := embedded.Open(embedded.Options{
 		Dir:      filepath.Join(n.cfg.DataDir, "events"),
@@ -81,7 +89,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.store = st
 
 	// HTTP first, so that /healthz answers "starting" during recovery.
-	n.api = &api.Server{Store: st, Location: n.loc, Clock: n.clock, Metrics: n.metrics.Handler(), Pprof: n.cfg.HTTP.Pprof}
+	n.api = &api.Server{Store: st, Location: n.loc, Calls: n.live, Clock: n.clock, Metrics: n.metrics.Handler(), Pprof: n.cfg.HTTP.Pprof}
 	n.httpLn, err = net.Listen("tcp", n.cfg.HTTP.Listen)
 	if err != nil {
 		return fmt.Errorf("http.listen %s: %w", n.cfg.HTTP.Listen, err)
@@ -100,6 +108,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	// what expired while we were down is expired now, with its event).
 	t0 := time.Now()
 	if err := n.loc.CatchUp(ctx, st); err != nil {
+		return err
+	}
+	if err := n.live.CatchUp(ctx, st); err != nil {
 		return err
 	}
 	n.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
@@ -133,6 +144,14 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			n.log.Error("location projection stopped; node reports unhealthy", "err", err)
 		}
 	}()
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		if err := n.live.Run(runCtx, st); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, events.ErrClosed) {
+			n.api.Ready.Store(false)
+			n.log.Error("live-calls projection stopped; node reports unhealthy", "err", err)
+		}
+	}()
 
 	users := make(map[string]config.User, len(n.cfg.Users))
 	for _, u := range n.cfg.Users {
@@ -158,12 +177,39 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		ServerName: "Tandem/" + n.version,
 		Auth:       auth, Registrar: n.registry, Metrics: n.metrics, Clock: n.clock,
 		Logger: n.log.With("component", "sip"),
+		Locate: func(aor string) []string {
+			bs := n.loc.Lookup(aor, n.clock.Now())
+			out := make([]string, 0, len(bs))
+			for _, b := range bs {
+				out = append(out, b.Contact)
+			}
+			return out
+		},
+		KnownUser: func(user string) bool { _, ok := users[user]; return ok },
 	})
 	if err != nil {
 		return err
 	}
+	n.calls = call.NewManager(n.system, call.Config{
+		Store: st, Clock: n.clock, Node: n.cfg.NodeID, Transport: n.gw, Domain: s.Domain,
+		NoAnswerTimeout: time.Duration(n.cfg.Calls.NoAnswerTimeout) * time.Second,
+		MaxForks:        n.cfg.Calls.MaxForks,
+		Metrics:         n.metrics, Dispatcher: n.pool, Logger: n.log.With("component", "calls"),
+	})
+	n.gw.SetCalls(n.calls)
 	if err := n.gw.Start(); err != nil {
 		return err
+	}
+	// Calls that were live when the node stopped: answered ones re-arm
+	// their timers, ringing ones are ended cleanly (CANCEL, 487).
+	live := n.live.IDs()
+	for _, id := range live {
+		if err := n.calls.Activate(id); err != nil {
+			return fmt.Errorf("re-activate call %s: %w", id, err)
+		}
+	}
+	if len(live) > 0 {
+		n.log.Info("calls recovered", "calls", len(live))
 	}
 	n.api.Ready.Store(true)
 	n.log.Info("tandem node ready", "node", n.cfg.NodeID, "sip", n.gw.Addrs(), "http", n.httpLn.Addr().String())
@@ -217,6 +263,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 	if n.registry != nil {
 		n.registry.Stop()
+	}
+	if n.calls != nil {
+		n.calls.Stop()
 	}
 	if n.system != nil {
 		n.system.Shutdown()

@@ -23,6 +23,7 @@ import (
 	"github.com/tandemswitch/tandem/actors/registrar"
 	"github.com/tandemswitch/tandem/events"
 	"github.com/tandemswitch/tandem/events/eventpb"
+	"github.com/tandemswitch/tandem/projections"
 )
 
 // Index is the location index.
@@ -79,22 +80,7 @@ func (ix *Index) Apply(env *eventpb.Envelope) error {
 
 // CatchUp folds everything up to the store's head at call time.
 func (ix *Index) CatchUp(ctx context.Context, st events.Store) error {
-	head := st.Head()
-	for ix.Position() < head {
-		batch, err := st.ReadAll(ctx, ix.Position()+1, 1024)
-		if err != nil {
-			return fmt.Errorf("location: catch up: %w", err)
-		}
-		if len(batch) == 0 {
-			return fmt.Errorf("location: store head %d but nothing to read after %d", head, ix.Position())
-		}
-		for _, env := range batch {
-			if err := ix.Apply(env); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return projections.CatchUp(ctx, st, "location", ix.Position, ix.Apply)
 }
 
 // Run follows the store from the current position until ctx ends.

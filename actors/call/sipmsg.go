@@ -1,0 +1,262 @@
+package call
+
+import (
+	"crypto/sha256"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// Identities. A call's id is derived from the caller's INVITE (Call-ID,
+// From tag, CSeq), so the INVITE and every retransmission of it, before or
+// after a restart, name the same actor with no lookup table. Everything
+// Tandem generates for the call carries the id: the tag it gives leg A
+// ("<id>-a"), its From tag on B leg n ("<id>-b<n>"), leg n's Call-ID and
+// the Contact users it hands out (same strings). An in-dialog request to
+// Tandem always carries Tandem's own tag in To, so the gateway routes any
+// of them statelessly (ARCHITECTURE.md invariant 7).
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// IDFor is the call id for a caller's INVITE.
+func IDFor(callID, fromTag string, cseq uint32) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%d", callID, fromTag, cseq)
+	return idEncoding.EncodeToString(h.Sum(nil)[:15]) // 24 characters, 120 bits
+}
+
+// ValidID tells whether s looks like a call id.
+func ValidID(s string) bool {
+	if len(s) != 24 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
+			return false
+		}
+	}
+	return true
+}
+
+// StreamName is the event stream of call id.
+func StreamName(id string) string { return "call-" + id }
+
+// ALegTag is the tag Tandem gives leg A.
+func ALegTag(id string) string { return id + "-a" }
+
+// BLegTag is Tandem's tag on B leg n (also the leg's Call-ID).
+func BLegTag(id string, n uint32) string { return id + "-b" + strconv.Itoa(int(n)) }
+
+// ParseTag splits one of Tandem's tags into call id, side ("a" or "b") and
+// leg number (0 for side a).
+func ParseTag(tag string) (id, side string, leg uint32, ok bool) {
+	i := strings.LastIndexByte(tag, '-')
+	if i < 0 || !ValidID(tag[:i]) {
+		return "", "", 0, false
+	}
+	id, rest := tag[:i], tag[i+1:]
+	switch {
+	case rest == "a":
+		return id, "a", 0, true
+	case len(rest) > 1 && rest[0] == 'b':
+		n, err := strconv.ParseUint(rest[1:], 10, 16)
+		if err != nil || n == 0 {
+			return "", "", 0, false
+		}
+		return id, "b", uint32(n), true
+	}
+	return "", "", 0, false
+}
+
+// Local is where Tandem is reached: its Via and Contact host and port.
+type Local struct {
+	Host      string
+	Port      int
+	Transport string // "UDP" or "TCP"
+}
+
+func (l Local) hostport() string {
+	if strings.Contains(l.Host, ":") {
+		return "[" + l.Host + "]:" + strconv.Itoa(l.Port)
+	}
+	return l.Host + ":" + strconv.Itoa(l.Port)
+}
+
+func (l Local) contact(user string) string {
+	t := ""
+	if l.Transport != "" && !strings.EqualFold(l.Transport, "UDP") {
+		t = ";transport=" + strings.ToLower(l.Transport)
+	}
+	return "<sip:" + user + "@" + l.hostport() + t + ">"
+}
+
+func (l Local) via(branch string) string {
+	tr := l.Transport
+	if tr == "" {
+		tr = "UDP"
+	}
+	return "SIP/2.0/" + strings.ToUpper(tr) + " " + l.hostport() + ";branch=" + branch + ";rport"
+}
+
+// msg is a SIP message under construction as text, parsed by sipgo when
+// done: the same parser that reads what peers send checks what we send.
+type msg struct {
+	b strings.Builder
+}
+
+func (m *msg) h(name, value string) {
+	m.b.WriteString(name)
+	m.b.WriteString(": ")
+	m.b.WriteString(value)
+	m.b.WriteString("\r\n")
+}
+
+func (m *msg) request(ctype string, body []byte) (*sip.Request, error) {
+	if len(body) > 0 && ctype != "" {
+		m.h("Content-Type", ctype)
+	}
+	m.h("Content-Length", strconv.Itoa(len(body)))
+	m.b.WriteString("\r\n")
+	m.b.Write(body)
+	parsed, err := sip.ParseMessage([]byte(m.b.String()))
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	req, ok := parsed.(*sip.Request)
+	if !ok {
+		return nil, errors.New("build request: not a request")
+	}
+	return req, nil
+}
+
+func newMsg(method, ruri string) *msg {
+	m := &msg{}
+	m.b.Grow(512)
+	m.b.WriteString(method)
+	m.b.WriteByte(' ')
+	m.b.WriteString(ruri)
+	m.b.WriteString(" SIP/2.0\r\n")
+	return m
+}
+
+// headered is what requests and responses share.
+type headered interface {
+	GetHeader(name string) sip.Header
+	GetHeaders(name string) []sip.Header
+	ContentType() *sip.ContentTypeHeader
+	Body() []byte
+}
+
+// Headers copied from one leg to the other (an allow-list: B2BUA-PITFALLS
+// 8). Via, Route, Record-Route, Contact, Call-ID, tags and anything naming
+// an address are never copied.
+var relayedHeaders = []string{"Supported", "Allow", "Accept", "Content-Disposition",
+	"Session-Expires", "Min-SE", "Info-Package", "Event", "Subject", "Priority"}
+
+// copyAllowed writes src's allow-listed headers into m.
+func copyAllowed(m *msg, src headered, skip ...string) {
+	for _, name := range relayedHeaders {
+		if contains(skip, name) {
+			continue
+		}
+		for _, h := range src.GetHeaders(name) {
+			v := h.Value()
+			if strings.EqualFold(name, "Supported") {
+				v = dropOption(v, "100rel") // reliable provisionals are not relayed (yet)
+				if v == "" {
+					continue
+				}
+			}
+			m.h(name, v)
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if strings.EqualFold(x, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func dropOption(v, opt string) string {
+	var keep []string
+	for _, p := range strings.Split(v, ",") {
+		p = strings.TrimSpace(p)
+		if p != "" && !strings.EqualFold(p, opt) {
+			keep = append(keep, p)
+		}
+	}
+	return strings.Join(keep, ", ")
+}
+
+func contentType(m headered) string {
+	if h := m.ContentType(); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
+// sdpDirection is the session's media direction attribute in an SDP body
+// (the first a=sendrecv/sendonly/recvonly/inactive; sendrecv if none).
+func sdpDirection(body []byte) string {
+	dir := "sendrecv"
+	for _, line := range strings.Split(string(body), "\n") {
+		line = strings.TrimSpace(line)
+		switch line {
+		case "a=sendonly", "a=recvonly", "a=inactive", "a=sendrecv":
+			return line[2:]
+		}
+	}
+	return dir
+}
+
+// headerValue returns the value of the first header called name, or "".
+func headerValue(m headered, name string) string {
+	if h := m.GetHeader(name); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
+// sessionExpires parses a Session-Expires value (RFC 4028 4):
+// "1800;refresher=uac".
+func sessionExpires(v string) (uint32, string) {
+	if v == "" {
+		return 0, ""
+	}
+	parts := strings.Split(v, ";")
+	n, err := strconv.ParseUint(strings.TrimSpace(parts[0]), 10, 32)
+	if err != nil {
+		return 0, ""
+	}
+	ref := ""
+	for _, p := range parts[1:] {
+		k, val, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if strings.EqualFold(k, "refresher") {
+			ref = strings.ToLower(val)
+		}
+	}
+	return uint32(n), ref
+}
+
+// uriOf returns the URI inside a name-addr ("<sip:x@y>;tag=1" -> "sip:x@y").
+func uriOf(nameAddr string) string {
+	if i := strings.IndexByte(nameAddr, '<'); i >= 0 {
+		if j := strings.IndexByte(nameAddr[i:], '>'); j > 0 {
+			return nameAddr[i+1 : i+j]
+		}
+	}
+	v := nameAddr
+	if i := strings.IndexByte(v, ';'); i >= 0 {
+		v = v[:i]
+	}
+	return strings.TrimSpace(v)
+}

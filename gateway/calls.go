@@ -1,0 +1,322 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/tandemswitch/tandem/actors/call"
+	"github.com/tandemswitch/tandem/gateway/digest"
+)
+
+// Calls: the gateway's half of the B2BUA. It authenticates and routes an
+// initial INVITE to its call actor (the call id is derived from the
+// INVITE: call.IDFor), routes every in-dialog request and ACK by the tag
+// Tandem gave out (call.ParseTag on the To tag), and stray responses by the
+// From tag; it keeps no table (ARCHITECTURE.md invariant 7). It is also the
+// actors' call.Transport: client transactions over sipgo.
+
+// CallRouter delivers messages to call actors (call.Manager).
+type CallRouter interface {
+	Deliver(id string, msg any) error
+}
+
+// minSessionExpires is the smallest session interval accepted (RFC 4028
+// 4: at least 90 s).
+const minSessionExpires = 90
+
+// SetCalls wires the call actors in; call it before Start.
+func (g *Gateway) SetCalls(c CallRouter) { g.calls = c }
+
+// Local implements call.Transport: the first UDP listen address (else TCP).
+func (g *Gateway) Local() call.Local {
+	for _, a := range g.Addrs() {
+		network, hostport, _ := strings.Cut(a, ":")
+		host, port, err := net.SplitHostPort(hostport)
+		if err != nil {
+			continue
+		}
+		p, _ := strconv.Atoi(port)
+		return call.Local{Host: host, Port: p, Transport: strings.ToUpper(network)}
+	}
+	return call.Local{Host: "127.0.0.1", Port: 5060, Transport: "UDP"}
+}
+
+// noBuild tells sipgo's client to send the request exactly as built.
+func noBuild(*sipgo.Client, *sip.Request) error { return nil }
+
+// Request implements call.Transport.
+func (g *Gateway) Request(req *sip.Request, on func(*sip.Response, error)) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	tx, err := g.client.TransactionRequest(ctx, req, noBuild)
+	if err != nil {
+		cancel()
+		return err
+	}
+	if req.IsInvite() {
+		tx.OnRetransmission(func(res *sip.Response) { on(res, nil) })
+	}
+	go func() {
+		defer cancel()
+		final := false
+		for {
+			select {
+			case res := <-tx.Responses():
+				if res == nil {
+					continue
+				}
+				if res.StatusCode >= 200 {
+					final = true
+				}
+				on(res, nil)
+				if final && !req.IsInvite() {
+					return
+				}
+			case <-tx.Done():
+				if !final {
+					on(nil, fmt.Errorf("transaction ended: %v", tx.Err()))
+				}
+				return
+			case <-g.closed:
+				tx.Terminate()
+				return
+			}
+		}
+	}()
+	return nil
+}
+
+// Write implements call.Transport.
+func (g *Gateway) Write(m sip.Message) error {
+	if req, ok := m.(*sip.Request); ok {
+		return g.client.WriteRequest(req, noBuild)
+	}
+	return g.srv.WriteResponse(m.(*sip.Response))
+}
+
+// stray receives responses no client transaction claimed.
+func (g *Gateway) stray(res *sip.Response) {
+	f := res.From()
+	if f == nil || g.calls == nil {
+		return
+	}
+	tag, _ := f.Params.Get("tag")
+	id, side, leg, ok := call.ParseTag(tag)
+	if !ok {
+		return
+	}
+	_ = g.calls.Deliver(id, &call.Stray{Res: res, Side: side, Leg: leg})
+}
+
+// waitDone waits for an actor to release a transaction, bounded.
+func (g *Gateway) waitDone(done chan struct{}, bound time.Duration) {
+	t := time.NewTimer(bound)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	case <-g.closed:
+	}
+}
+
+// inDialogTarget tells whether req is in one of Tandem's dialogs (its To
+// tag is one Tandem gave) and which.
+func inDialogTarget(req *sip.Request) (id, side string, leg uint32, tagged, ours bool) {
+	to := req.To()
+	if to == nil {
+		return "", "", 0, false, false
+	}
+	tag, _ := to.Params.Get("tag")
+	if tag == "" {
+		return "", "", 0, false, false
+	}
+	id, side, leg, ok := call.ParseTag(tag)
+	return id, side, leg, true, ok
+}
+
+// routeAck delivers an ACK for a 2xx (one for a non-2xx is absorbed by
+// the INVITE server transaction and never reaches us while it lives).
+func (g *Gateway) routeAck(req *sip.Request) {
+	if g.calls == nil {
+		return
+	}
+	id, side, leg, _, ours := inDialogTarget(req)
+	if !ours {
+		return // an ACK for nothing of ours: never answered (17.2.1)
+	}
+	_ = g.calls.Deliver(id, &call.InDialog{Req: req, Side: side, Leg: leg})
+}
+
+// handleInDialog routes a request inside one of Tandem's dialogs.
+func (g *Gateway) handleInDialog(req *sip.Request, tx responder, id, side string, leg uint32) {
+	if g.calls == nil {
+		g.respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
+		return
+	}
+	done := make(chan struct{})
+	if err := g.calls.Deliver(id, &call.InDialog{Req: req, Tx: tx, Side: side, Leg: leg, Done: done}); err != nil {
+		g.respond(tx, req, 503, "Service Unavailable", [][2]string{{"Retry-After", "5"}})
+		return
+	}
+	// A relayed request waits for the far side's answer: at most a
+	// transaction's lifetime (64*T1) and some.
+	g.waitDone(done, 40*time.Second)
+}
+
+// handleCancel routes the caller's CANCEL to its call (9.2: it names the
+// INVITE by Call-ID, From tag and CSeq number).
+func (g *Gateway) handleCancel(req *sip.Request, tx responder) {
+	if g.calls == nil {
+		g.respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
+		return
+	}
+	ftag, _ := req.From().Params.Get("tag")
+	id := call.IDFor(callID(req), ftag, req.CSeq().SeqNo)
+	done := make(chan struct{})
+	if err := g.calls.Deliver(id, &call.Cancel{Req: req, Tx: tx, Done: done}); err != nil {
+		g.respond(tx, req, 503, "Service Unavailable", nil)
+		return
+	}
+	g.waitDone(done, 10*time.Second)
+}
+
+// handleInvite takes a caller's initial INVITE: no open relay (digest
+// authentication, 407), loop and hop checks, then the callee's contacts
+// from the location index, then the call actor.
+func (g *Gateway) handleInvite(req *sip.Request, tx responder) {
+	if g.calls == nil || g.opts.Locate == nil {
+		g.respond(tx, req, 501, "Not Implemented", [][2]string{{"Allow", g.allow}})
+		return
+	}
+	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
+		g.respond(tx, req, 483, "Too Many Hops", nil)
+		return
+	}
+	if g.isLoop(req) {
+		g.respond(tx, req, 482, "Loop Detected", nil)
+		return
+	}
+	if bad := checkOffer(req); bad != nil {
+		g.respond(tx, req, bad.code, bad.reason, bad.headers)
+		return
+	}
+	if v := req.GetHeader("Session-Expires"); v != nil {
+		n, err := strconv.ParseUint(strings.TrimSpace(strings.Split(v.Value(), ";")[0]), 10, 32)
+		if err != nil {
+			g.respond(tx, req, 400, "Bad Session-Expires", nil)
+			return
+		}
+		if n < minSessionExpires {
+			g.respond(tx, req, 422, "Session Interval Too Small", [][2]string{{"Min-SE", strconv.Itoa(minSessionExpires)}})
+			return
+		}
+	}
+	if !g.isOurs(req.Recipient.Host) {
+		g.respond(tx, req, 404, "Not Found (no relaying to other domains)", nil)
+		return
+	}
+	var authz string
+	if h := req.GetHeader("Proxy-Authorization"); h != nil {
+		authz = h.Value()
+	}
+	res := g.opts.Auth.Verify(authz, string(req.Method), txKey(req), func(u string) bool { return g.uriMatches(u, &req.Recipient) })
+	switch res.Outcome {
+	case digest.Challenge, digest.Stale:
+		c := sip.NewResponseFromRequest(req, 407, "Proxy Authentication Required", nil)
+		g.finish(c, req)
+		for _, ch := range g.opts.Auth.Challenges(res.Outcome == digest.Stale) {
+			c.AppendHeader(sip.NewHeader("Proxy-Authenticate", ch))
+		}
+		g.send(tx, c)
+		return
+	case digest.Malformed:
+		g.respond(tx, req, 400, "Bad Proxy-Authorization ("+res.Reason+")", nil)
+		return
+	case digest.Forbidden:
+		g.respond(tx, req, 403, "Forbidden", nil)
+		return
+	}
+	from := req.From()
+	if from.Address.User != res.User || !g.isOurs(from.Address.Host) {
+		g.respond(tx, req, 403, "Forbidden (From is not the authenticated user)", nil)
+		return
+	}
+	callee := req.Recipient.User
+	if callee == "" {
+		g.respond(tx, req, 404, "Not Found", nil)
+		return
+	}
+	if g.opts.KnownUser != nil && !g.opts.KnownUser(callee) {
+		g.respond(tx, req, 404, "Not Found", nil)
+		return
+	}
+	calleeAOR := "sip:" + callee + "@" + g.opts.Domain
+	targets := g.opts.Locate(calleeAOR)
+	if len(targets) == 0 {
+		g.respond(tx, req, 480, "Temporarily Unavailable", nil)
+		return
+	}
+	ftag, _ := from.Params.Get("tag")
+	id := call.IDFor(callID(req), ftag, req.CSeq().SeqNo)
+	if st, ok := tx.(*sip.ServerTx); ok {
+		// A CANCEL the fast path did not take (TCP, or every worker busy)
+		// is answered by sipgo itself (200, 487); the call still has to
+		// learn of it.
+		st.OnCancel(func(c *sip.Request) { _ = g.calls.Deliver(id, &call.Cancel{Req: c}) })
+	}
+	trying := sip.NewResponseFromRequest(req, 100, "Trying", nil)
+	g.send(tx, trying)
+	done := make(chan struct{})
+	inv := &call.Invite{Req: req, Tx: tx, Caller: "sip:" + res.User + "@" + g.opts.Domain, Callee: calleeAOR, Targets: targets, Done: done}
+	if err := g.calls.Deliver(id, inv); err != nil {
+		g.respond(tx, req, 503, "Service Unavailable", [][2]string{{"Retry-After", "5"}})
+		return
+	}
+	g.waitDone(done, g.opts.InviteWait)
+}
+
+// isLoop tells whether req already went through this node as a B leg
+// (a top-to-bottom look for our own Via: B2BUA-PITFALLS 9).
+func (g *Gateway) isLoop(req *sip.Request) bool {
+	local := g.Local()
+	for _, h := range req.GetHeaders("Via") {
+		v, ok := h.(*sip.ViaHeader)
+		if ok && v.Host == local.Host && v.Port == local.Port {
+			return true
+		}
+	}
+	return false
+}
+
+// checkOffer refuses a body Tandem cannot pass on: an unknown content type
+// (415) or an SDP that is not one (400).
+func checkOffer(req *sip.Request) *sipError {
+	body := req.Body()
+	if len(body) == 0 {
+		return nil
+	}
+	ct := ""
+	if h := req.ContentType(); h != nil {
+		ct = strings.ToLower(strings.TrimSpace(strings.Split(h.Value(), ";")[0]))
+	}
+	switch ct {
+	case "application/sdp":
+	case "":
+		return &sipError{400, "Body Without Content-Type", nil}
+	default:
+		return &sipError{415, "Unsupported Media Type", [][2]string{{"Accept", "application/sdp"}}}
+	}
+	if !strings.HasPrefix(string(body), "v=0") {
+		return &sipError{400, "Malformed SDP (no v=0 line first)", nil}
+	}
+	if cl := req.ContentLength(); cl != nil && int(*cl) != len(body) {
+		return &sipError{400, "Content-Length Does Not Match the Body", nil}
+	}
+	return nil
+}
