@@ -1,0 +1,642 @@
+package call
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/tandemswitch/tandem/events"
+	"github.com/tandemswitch/tandem/events/eventpb"
+	"github.com/tandemswitch/tandem/events/memstore"
+	"github.com/tandemswitch/tandem/internal/clock"
+)
+
+var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+
+// fakeTransport records what the actor sends; the test answers client
+// transactions through their callbacks.
+type fakeTransport struct {
+	mu     sync.Mutex
+	reqs   []*sip.Request
+	ons    []func(*sip.Response, error)
+	writes []sip.Message
+}
+
+func (f *fakeTransport) Request(req *sip.Request, on func(*sip.Response, error)) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reqs = append(f.reqs, req)
+	f.ons = append(f.ons, on)
+	return nil
+}
+
+func (f *fakeTransport) Write(m sip.Message) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.writes = append(f.writes, m)
+	return nil
+}
+
+func (f *fakeTransport) Local() Local { return Local{Host: "127.0.0.1", Port: 5060, Transport: "UDP"} }
+
+// sent returns the requests sent so far with method (and their callbacks).
+func (f *fakeTransport) sent(method string) ([]*sip.Request, []func(*sip.Response, error)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var rs []*sip.Request
+	var os []func(*sip.Response, error)
+	for i, r := range f.reqs {
+		if string(r.Method) == method {
+			rs, os = append(rs, r), append(os, f.ons[i])
+		}
+	}
+	return rs, os
+}
+
+// written returns what went out of transaction: requests by method or
+// responses by code ("ACK", "200").
+func (f *fakeTransport) written(what string) []sip.Message {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []sip.Message
+	for _, m := range f.writes {
+		switch v := m.(type) {
+		case *sip.Request:
+			if string(v.Method) == what {
+				out = append(out, m)
+			}
+		case *sip.Response:
+			if fmt.Sprint(v.StatusCode) == what {
+				out = append(out, m)
+			}
+		}
+	}
+	return out
+}
+
+type fakeTx struct {
+	mu   sync.Mutex
+	resp []*sip.Response
+}
+
+func (t *fakeTx) Respond(res *sip.Response) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.resp = append(t.resp, res)
+	return nil
+}
+
+func (t *fakeTx) codes() []int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []int
+	for _, r := range t.resp {
+		out = append(out, r.StatusCode)
+	}
+	return out
+}
+
+func (t *fakeTx) last() *sip.Response {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.resp) == 0 {
+		return nil
+	}
+	return t.resp[len(t.resp)-1]
+}
+
+type rig struct {
+	t   *testing.T
+	st  events.Store
+	clk *clock.Fake
+	tp  *fakeTransport
+	m   *Manager
+}
+
+func newRig(t *testing.T, st events.Store, clk *clock.Fake) *rig {
+	t.Helper()
+	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return slog.New(slog.DiscardHandler)
+	}))
+	tp := &fakeTransport{}
+	n := 0
+	var mu sync.Mutex
+	m := NewManager(sys, Config{Store: st, Clock: clk, Node: "n1", Transport: tp, Domain: "example.test",
+		NoAnswerTimeout: 30 * time.Second, Logger: slog.New(slog.DiscardHandler),
+		NewBranch: func() string { mu.Lock(); defer mu.Unlock(); n++; return fmt.Sprintf("br%d", n) }})
+	t.Cleanup(m.Stop)
+	return &rig{t: t, st: st, clk: clk, tp: tp, m: m}
+}
+
+func parseReq(t *testing.T, raw string) *sip.Request {
+	t.Helper()
+	raw = strings.ReplaceAll(raw, "\n", "\r\n")
+	msg, err := sip.ParseMessage([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := msg.(*sip.Request)
+	req.SetTransport("UDP")
+	req.SetSource("127.0.0.9:5070")
+	return req
+}
+
+const sdpOffer = "v=0\no=a 1 1 IN IP4 10.1.1.1\ns=-\nc=IN IP4 10.1.1.1\nt=0 0\nm=audio 4000 RTP/AVP 0\n"
+
+// invite builds the caller's INVITE (with an SDP offer) for targets.
+func (r *rig) invite(targets ...string) (*Invite, *fakeTx, string) {
+	body := strings.ReplaceAll(sdpOffer, "\n", "\r\n")
+	raw := "INVITE sip:bob@example.test SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP 10.1.1.1:5070;branch=z9hG4bKa1\r\nMax-Forwards: 70\r\n" +
+		"From: <sip:alice@example.test>;tag=fa\r\nTo: <sip:bob@example.test>\r\nCall-ID: ca@10.1.1.1\r\n" +
+		"CSeq: 2 INVITE\r\nContact: <sip:alice@10.1.1.1:5070>\r\nContent-Type: application/sdp\r\n" +
+		fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(body), body)
+	msg, err := sip.ParseMessage([]byte(raw))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	req := msg.(*sip.Request)
+	req.SetTransport("UDP")
+	req.SetSource("10.1.1.1:5070")
+	tx := &fakeTx{}
+	id := IDFor("ca@10.1.1.1", "fa", 2)
+	return &Invite{Req: req, Tx: tx, Caller: "sip:alice@example.test", Callee: "sip:bob@example.test",
+		Targets: targets, Done: make(chan struct{})}, tx, id
+}
+
+// respond builds a response of the callee to req.
+func respond(req *sip.Request, code int, reason, toTag string, sdp bool) *sip.Response {
+	var body []byte
+	if sdp {
+		body = []byte(strings.ReplaceAll("v=0\no=b 1 1 IN IP4 10.2.2.2\ns=-\nc=IN IP4 10.2.2.2\nt=0 0\nm=audio 5000 RTP/AVP 0\n", "\n", "\r\n"))
+	}
+	res := sip.NewResponseFromRequest(req, code, reason, body)
+	if toTag != "" {
+		res.To().Params.Add("tag", toTag)
+	}
+	if code >= 200 && code < 300 {
+		res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "10.2.2.2", Port: 5080}})
+	}
+	if sdp {
+		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	}
+	return res
+}
+
+func (r *rig) types(id string) []string {
+	r.t.Helper()
+	evs, err := r.st.ReadStream(context.Background(), StreamName(id), 1, 100)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var out []string
+	for _, e := range evs {
+		out = append(out, strings.TrimPrefix(e.Type, "tandem.events.v1."))
+	}
+	return out
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (r *rig) deliver(id string, msg any) {
+	r.t.Helper()
+	if err := r.m.Deliver(id, msg); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// answered sets up an answered call and returns its id, the B leg's INVITE
+// and the caller's transaction.
+func (r *rig) answered() (string, *sip.Request, *fakeTx) {
+	t := r.t
+	inv, atx, id := r.invite("sip:bob@10.2.2.2:5080")
+	r.deliver(id, inv)
+	var binv []*sip.Request
+	var ons []func(*sip.Response, error)
+	waitFor(t, "B INVITE", func() bool { binv, ons = r.tp.sent("INVITE"); return len(binv) == 1 })
+	ons[0](respond(binv[0], 180, "Ringing", "tb", false), nil)
+	waitFor(t, "180 to A", func() bool { c := atx.codes(); return len(c) > 0 && c[len(c)-1] == 180 })
+	ons[0](respond(binv[0], 200, "OK", "tb", true), nil)
+	waitFor(t, "200 to A", func() bool { c := atx.codes(); return len(c) > 0 && c[len(c)-1] == 200 })
+	<-inv.Done
+	return id, binv[0], atx
+}
+
+func TestCallAnsweredThenCallerHangsUp(t *testing.T) {
+	r := newRig(t, memstore.New(), clock.NewFake(t0))
+	id, binv, atx := r.answered()
+
+	// Leg B is a new dialog: our own Call-ID, tags and Via, nothing of A.
+	raw := binv.String()
+	for _, leak := range []string{"ca@10.1.1.1", "fa", "z9hG4bKa1", "alice@10.1.1.1"} {
+		if strings.Contains(raw, leak) {
+			t.Errorf("B leg INVITE leaks %q:\n%s", leak, raw)
+		}
+	}
+	if binv.CallID().Value() != BLegTag(id, 1) || binv.MaxForwards().Val() != 69 {
+		t.Errorf("B leg Call-ID %q Max-Forwards %d", binv.CallID().Value(), binv.MaxForwards().Val())
+	}
+	ok := atx.last()
+	if tag, _ := ok.To().Params.Get("tag"); tag != ALegTag(id) || !strings.Contains(ok.Contact().Address.User, id) {
+		t.Errorf("200 to A: To tag %q Contact %v", tag, ok.Contact())
+	}
+	if len(r.tp.written("ACK")) != 1 {
+		t.Fatalf("B's 2xx ACKed %d times", len(r.tp.written("ACK")))
+	}
+	want := "CallStarted LegAttempted LegProgress LegAnswered CallAnswered"
+	if got := strings.Join(r.types(id), " "); got != want {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+
+	// BYE from A: CallEnded durable, 200 to A, BYE to B.
+	bye := parseReq(t, "BYE sip:"+ALegTag(id)+"@127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5070;branch=z9hG4bKbye\n"+
+		"From: <sip:alice@example.test>;tag=fa\nTo: <sip:bob@example.test>;tag="+ALegTag(id)+"\nCall-ID: ca@10.1.1.1\nCSeq: 3 BYE\nContent-Length: 0\n\n")
+	btx := &fakeTx{}
+	done := make(chan struct{})
+	r.deliver(id, &InDialog{Req: bye, Tx: btx, Side: "a", Done: done})
+	<-done
+	if c := btx.codes(); len(c) != 1 || c[0] != 200 {
+		t.Fatalf("BYE answered %v", c)
+	}
+	byes, _ := r.tp.sent("BYE")
+	if len(byes) != 1 || byes[0].CallID().Value() != BLegTag(id, 1) || byes[0].CSeq().SeqNo != 2 || byes[0].Recipient.Host != "10.2.2.2" {
+		t.Fatalf("BYE to B: %v", byes)
+	}
+	// A retransmitted BYE is answered from state: no new event, no new BYE.
+	btx2 := &fakeTx{}
+	done2 := make(chan struct{})
+	r.deliver(id, &InDialog{Req: bye, Tx: btx2, Side: "a", Done: done2})
+	<-done2
+	if c := btx2.codes(); len(c) != 1 || c[0] != 200 {
+		t.Fatalf("retransmitted BYE answered %v", c)
+	}
+	if got := r.types(id); len(got) != 6 || got[5] != "CallEnded" {
+		t.Fatalf("events after BYE: %v", got)
+	}
+	if byes, _ := r.tp.sent("BYE"); len(byes) != 1 {
+		t.Fatalf("%d BYEs sent to B", len(byes))
+	}
+}
+
+// After a crash (a new manager on the same store) the answered call is
+// still known; the callee's BYE reaches the caller, and ends the call once.
+func TestAnsweredCallSurvivesRestart(t *testing.T) {
+	st := memstore.New()
+	clk := clock.NewFake(t0)
+	r := newRig(t, st, clk)
+	id, _, _ := r.answered()
+	r.m.Stop()
+
+	r2 := newRig(t, st.Reopened(), clk)
+	if err := r2.m.Activate(id); err != nil {
+		t.Fatal(err)
+	}
+	bye := parseReq(t, "BYE sip:"+BLegTag(id, 1)+"@127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 10.2.2.2:5080;branch=z9hG4bKbb\n"+
+		"From: <sip:bob@example.test>;tag=tb\nTo: <sip:alice@example.test>;tag="+BLegTag(id, 1)+"\nCall-ID: "+BLegTag(id, 1)+"\nCSeq: 7 BYE\nContent-Length: 0\n\n")
+	tx := &fakeTx{}
+	done := make(chan struct{})
+	r2.deliver(id, &InDialog{Req: bye, Tx: tx, Side: "b", Leg: 1, Done: done})
+	<-done
+	if c := tx.codes(); len(c) != 1 || c[0] != 200 {
+		t.Fatalf("BYE answered %v", c)
+	}
+	byes, _ := r2.tp.sent("BYE")
+	if len(byes) != 1 {
+		t.Fatalf("%d BYEs to A", len(byes))
+	}
+	b := byes[0]
+	if b.CallID().Value() != "ca@10.1.1.1" || b.Recipient.Host != "10.1.1.1" || b.CSeq().SeqNo != 1 {
+		t.Errorf("BYE to A: %s", b)
+	}
+	if tag, _ := b.From().Params.Get("tag"); tag != ALegTag(id) {
+		t.Errorf("BYE to A From tag %q", tag)
+	}
+	if tag, _ := b.To().Params.Get("tag"); tag != "fa" {
+		t.Errorf("BYE to A To tag %q", tag)
+	}
+	n := 0
+	for _, ty := range r2.types(id) {
+		if ty == "CallEnded" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d CallEnded events", n)
+	}
+}
+
+// A call ringing when the node died is ended cleanly by the next
+// activation: CallFailed, CANCEL to the pending leg, 487 to the caller.
+func TestRingingCallEndedAfterRestart(t *testing.T) {
+	st := memstore.New()
+	clk := clock.NewFake(t0)
+	r := newRig(t, st, clk)
+	inv, _, id := r.invite("sip:bob@10.2.2.2:5080")
+	r.deliver(id, inv)
+	var binv []*sip.Request
+	var ons []func(*sip.Response, error)
+	waitFor(t, "B INVITE", func() bool { binv, ons = r.tp.sent("INVITE"); return len(binv) == 1 })
+	ons[0](respond(binv[0], 180, "Ringing", "tb", false), nil)
+	waitFor(t, "LegProgress", func() bool { return len(r.types(id)) == 3 })
+	r.m.Stop()
+
+	r2 := newRig(t, st.Reopened(), clk)
+	if err := r2.m.Activate(id); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "487 to A", func() bool { return len(r2.tp.written("487")) == 1 })
+	cancels, _ := r2.tp.sent("CANCEL")
+	if len(cancels) != 1 {
+		t.Fatalf("%d CANCELs", len(cancels))
+	}
+	c := cancels[0]
+	br, _ := c.Via().Params.Get("branch")
+	ib, _ := binv[0].Via().Params.Get("branch")
+	if br != ib || c.CSeq().SeqNo != 1 || c.CallID().Value() != BLegTag(id, 1) {
+		t.Errorf("CANCEL does not match the INVITE: %s", c)
+	}
+	res := r2.tp.written("487")[0].(*sip.Response)
+	if res.CallID().Value() != "ca@10.1.1.1" || res.Via().Host != "10.1.1.1" {
+		t.Errorf("487 to A: %s", res)
+	}
+	got := r2.types(id)
+	if got[len(got)-1] != "CallFailed" {
+		t.Fatalf("events %v", got)
+	}
+	// The callee's 487 arrives with no transaction: ACKed, and a late 200
+	// from it would be ACKed and hung up.
+	r2.deliver(id, &Stray{Res: respond(binv[0], 200, "OK", "tb", true), Side: "b", Leg: 1})
+	waitFor(t, "ACK+BYE of the late 200", func() bool { b, _ := r2.tp.sent("BYE"); return len(b) == 1 })
+}
+
+func TestForkFirstAnswerWinsOthersCancelledLateAnswerHungUp(t *testing.T) {
+	r := newRig(t, memstore.New(), clock.NewFake(t0))
+	inv, atx, id := r.invite("sip:bob@10.2.2.2:5080", "sip:bob@10.3.3.3:5080")
+	r.deliver(id, inv)
+	var binv []*sip.Request
+	var ons []func(*sip.Response, error)
+	waitFor(t, "two B INVITEs", func() bool { binv, ons = r.tp.sent("INVITE"); return len(binv) == 2 })
+	ons[1](respond(binv[1], 180, "Ringing", "t2", false), nil)
+	ons[0](respond(binv[0], 200, "OK", "t1", true), nil)
+	<-inv.Done
+	waitFor(t, "CANCEL to leg 2", func() bool { c, _ := r.tp.sent("CANCEL"); return len(c) == 1 })
+	if c, _ := r.tp.sent("CANCEL"); c[0].CallID().Value() != BLegTag(id, 2) {
+		t.Fatalf("CANCEL went to %s", c[0].CallID().Value())
+	}
+	if c := atx.codes(); c[len(c)-1] != 200 {
+		t.Fatalf("A got %v", c)
+	}
+	// Leg 2 answers anyway (crossing the CANCEL): ACK then BYE.
+	ons[1](respond(binv[1], 200, "OK", "t2", true), nil)
+	waitFor(t, "BYE to leg 2", func() bool { b, _ := r.tp.sent("BYE"); return len(b) == 1 })
+	if b, _ := r.tp.sent("BYE"); b[0].CallID().Value() != BLegTag(id, 2) {
+		t.Fatalf("BYE went to %s", b[0].CallID().Value())
+	}
+	if n := len(r.tp.written("ACK")); n != 2 {
+		t.Fatalf("%d ACKs, want one per 2xx", n)
+	}
+}
+
+func TestAllLegsFailBestResponse(t *testing.T) {
+	r := newRig(t, memstore.New(), clock.NewFake(t0))
+	inv, atx, id := r.invite("sip:bob@10.2.2.2:5080", "sip:bob@10.3.3.3:5080")
+	r.deliver(id, inv)
+	var binv []*sip.Request
+	var ons []func(*sip.Response, error)
+	waitFor(t, "two B INVITEs", func() bool { binv, ons = r.tp.sent("INVITE"); return len(binv) == 2 })
+	ons[0](respond(binv[0], 486, "Busy Here", "t1", false), nil)
+	ons[1](respond(binv[1], 603, "Decline", "t2", false), nil)
+	<-inv.Done
+	if c := atx.codes(); c[len(c)-1] != 603 {
+		t.Fatalf("A got %v, want 603 (16.7: a 6xx wins)", c)
+	}
+	if got := r.types(id); got[len(got)-1] != "CallFailed" {
+		t.Fatalf("events %v", got)
+	}
+}
+
+func TestBestResponse(t *testing.T) {
+	legs := func(codes ...uint32) []*Leg {
+		var out []*Leg
+		for _, c := range codes {
+			out = append(out, &Leg{Failed: eventpbLegFailed(c)})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		codes []uint32
+		want  uint32
+	}{
+		{[]uint32{486}, 486}, {[]uint32{486, 404}, 486}, {[]uint32{500, 486}, 486},
+		{[]uint32{486, 603}, 603}, {[]uint32{503}, 500}, {[]uint32{407}, 403}, {nil, 480},
+	} {
+		if got, _ := bestResponse(legs(tc.codes...)); got != tc.want {
+			t.Errorf("bestResponse(%v) = %d, want %d", tc.codes, got, tc.want)
+		}
+	}
+}
+
+func TestCancelBeforeAnswer(t *testing.T) {
+	r := newRig(t, memstore.New(), clock.NewFake(t0))
+	inv, atx, id := r.invite("sip:bob@10.2.2.2:5080")
+	r.deliver(id, inv)
+	var binv []*sip.Request
+	var ons []func(*sip.Response, error)
+	waitFor(t, "B INVITE", func() bool { binv, ons = r.tp.sent("INVITE"); return len(binv) == 1 })
+	ons[0](respond(binv[0], 180, "Ringing", "tb", false), nil)
+	cancel := parseReq(t, "CANCEL sip:bob@example.test SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5070;branch=z9hG4bKa1\n"+
+		"From: <sip:alice@example.test>;tag=fa\nTo: <sip:bob@example.test>\nCall-ID: ca@10.1.1.1\nCSeq: 2 CANCEL\nContent-Length: 0\n\n")
+	ctx := &fakeTx{}
+	done := make(chan struct{})
+	r.deliver(id, &Cancel{Req: cancel, Tx: ctx, Done: done})
+	<-done
+	<-inv.Done
+	if c := ctx.codes(); len(c) != 1 || c[0] != 200 {
+		t.Fatalf("CANCEL answered %v", c)
+	}
+	if c := atx.codes(); c[len(c)-1] != 487 {
+		t.Fatalf("INVITE answered %v", c)
+	}
+	if c, _ := r.tp.sent("CANCEL"); len(c) != 1 {
+		t.Fatalf("%d CANCELs to B", len(c))
+	}
+	got := r.types(id)
+	if got[len(got)-1] != "CallFailed" {
+		t.Fatalf("events %v", got)
+	}
+}
+
+func TestNoAnswerTimer(t *testing.T) {
+	clk := clock.NewFake(t0)
+	r := newRig(t, memstore.New(), clk)
+	inv, atx, id := r.invite("sip:bob@10.2.2.2:5080")
+	r.deliver(id, inv)
+	waitFor(t, "B INVITE", func() bool { b, _ := r.tp.sent("INVITE"); return len(b) == 1 })
+	waitFor(t, "timer armed", func() bool { return clk.Pending() > 0 })
+	clk.Advance(31 * time.Second)
+	<-inv.Done
+	if c := atx.codes(); c[len(c)-1] != 480 {
+		t.Fatalf("A got %v, want 480", c)
+	}
+	if c, _ := r.tp.sent("CANCEL"); len(c) != 1 {
+		t.Fatalf("%d CANCELs", len(c))
+	}
+}
+
+func TestReInviteRelayedHoldAndGlare(t *testing.T) {
+	r := newRig(t, memstore.New(), clock.NewFake(t0))
+	id, _, _ := r.answered()
+	hold := strings.ReplaceAll(sdpOffer+"a=sendonly\n", "\n", "\r\n")
+	raw := "INVITE sip:" + ALegTag(id) + "@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5070;branch=z9hG4bKre\r\n" +
+		"From: <sip:alice@example.test>;tag=fa\r\nTo: <sip:bob@example.test>;tag=" + ALegTag(id) + "\r\nCall-ID: ca@10.1.1.1\r\nCSeq: 4 INVITE\r\n" +
+		"Contact: <sip:alice@10.1.1.1:5070>\r\nContent-Type: application/sdp\r\n" + fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(hold), hold)
+	msg, err := sip.ParseMessage([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := msg.(*sip.Request)
+	re.SetTransport("UDP")
+	re.SetSource("10.1.1.1:5070")
+	tx := &fakeTx{}
+	done := make(chan struct{})
+	r.deliver(id, &InDialog{Req: re, Tx: tx, Side: "a", Done: done})
+	var invs []*sip.Request
+	var ons []func(*sip.Response, error)
+	waitFor(t, "re-INVITE to B", func() bool { invs, ons = r.tp.sent("INVITE"); return len(invs) == 2 })
+	out := invs[1]
+	if out.CSeq().SeqNo != 2 || out.CallID().Value() != BLegTag(id, 1) || !strings.Contains(string(out.Body()), "a=sendonly") {
+		t.Fatalf("re-INVITE to B: %s", out)
+	}
+	// A second offer while this one is pending: 491 (14.1).
+	tx2 := &fakeTx{}
+	done2 := make(chan struct{})
+	r.deliver(id, &InDialog{Req: re, Tx: tx2, Side: "b", Leg: 1, Done: done2})
+	<-done2
+	if c := tx2.codes(); len(c) != 1 || c[0] != 491 {
+		t.Fatalf("glare answered %v", c)
+	}
+	ons[1](respond(out, 200, "OK", "tb", true), nil)
+	<-done
+	if c := tx.codes(); len(c) != 1 || c[0] != 200 {
+		t.Fatalf("re-INVITE answered %v", c)
+	}
+	got := r.types(id)
+	if strings.Join(got[5:], " ") != "InDialogRelayed HoldChanged" {
+		t.Fatalf("events %v", got)
+	}
+	if n := len(r.tp.written("ACK")); n != 2 {
+		t.Fatalf("%d ACKs (the re-INVITE's 2xx must be ACKed at once)", n)
+	}
+}
+
+func TestRetransmittedInviteAnsweredFromState(t *testing.T) {
+	st := memstore.New()
+	clk := clock.NewFake(t0)
+	r := newRig(t, st, clk)
+	id, _, _ := r.answered()
+	r.m.Stop()
+	r2 := newRig(t, st.Reopened(), clk)
+	inv, tx, id2 := r2.invite("sip:bob@10.2.2.2:5080")
+	if id2 != id {
+		t.Fatal("the same INVITE must name the same call")
+	}
+	r2.deliver(id, inv)
+	<-inv.Done
+	if c := tx.codes(); len(c) != 1 || c[0] != 200 {
+		t.Fatalf("retransmission answered %v", c)
+	}
+	if n := len(r2.types(id)); n != 5 {
+		t.Fatalf("%d events; a retransmission adds none", n)
+	}
+	if b, _ := r2.tp.sent("INVITE"); len(b) != 0 {
+		t.Fatal("a retransmission forked again")
+	}
+}
+
+func TestTags(t *testing.T) {
+	id := IDFor("c@h", "t", 1)
+	if !ValidID(id) || IDFor("c@h", "t", 2) == id {
+		t.Fatalf("IDFor: %q", id)
+	}
+	for _, tc := range []struct {
+		tag  string
+		side string
+		leg  uint32
+		ok   bool
+	}{
+		{ALegTag(id), "a", 0, true}, {BLegTag(id, 3), "b", 3, true},
+		{id + "-b0", "", 0, false}, {id + "-c", "", 0, false}, {"x-a", "", 0, false}, {"", "", 0, false},
+		{strings.ToUpper(id) + "-a", "", 0, false},
+	} {
+		gid, side, leg, ok := ParseTag(tc.tag)
+		if ok != tc.ok || side != tc.side || leg != tc.leg || ok && gid != id {
+			t.Errorf("ParseTag(%q) = %q %q %d %v", tc.tag, gid, side, leg, ok)
+		}
+	}
+}
+
+func TestQ850(t *testing.T) {
+	for code, want := range map[uint32]uint32{486: 17, 404: 1, 480: 18, 603: 21, 503: 41, 200: 16, 499: 127, 599: 41, 699: 31} {
+		if got := Q850(code); got != want {
+			t.Errorf("Q850(%d) = %d, want %d", code, got, want)
+		}
+	}
+}
+
+func eventpbLegFailed(code uint32) *eventpb.LegFailed { return &eventpb.LegFailed{Code: code} }
+
+// The 2xx to the caller is retransmitted (T1 doubling) until its ACK;
+// after the ACK, a session timer with no refresh ends the call with BYE on
+// both sides (RFC 4028 10).
+func TestOKRetransmittedUntilAckThenSessionTimerExpires(t *testing.T) {
+	clk := clock.NewFake(t0)
+	r := newRig(t, memstore.New(), clk)
+	inv, atx, id := r.invite("sip:bob@10.2.2.2:5080")
+	r.deliver(id, inv)
+	var binv []*sip.Request
+	var ons []func(*sip.Response, error)
+	waitFor(t, "B INVITE", func() bool { binv, ons = r.tp.sent("INVITE"); return len(binv) == 1 })
+	ok := respond(binv[0], 200, "OK", "tb", true)
+	ok.AppendHeader(sip.NewHeader("Session-Expires", "120;refresher=uac"))
+	ons[0](ok, nil)
+	<-inv.Done
+	if se := atx.last().GetHeader("Session-Expires"); se == nil || se.Value() != "120;refresher=uac" {
+		t.Fatalf("200 to A lacks the session timer: %v", atx.last())
+	}
+	clk.Advance(600 * time.Millisecond)
+	waitFor(t, "retransmitted 200", func() bool { return len(r.tp.written("200")) == 1 })
+	ack := parseReq(t, "ACK sip:"+ALegTag(id)+"@127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5070;branch=z9hG4bKack\n"+
+		"From: <sip:alice@example.test>;tag=fa\nTo: <sip:bob@example.test>;tag="+ALegTag(id)+"\nCall-ID: ca@10.1.1.1\nCSeq: 2 ACK\nContent-Length: 0\n\n")
+	r.deliver(id, &InDialog{Req: ack, Side: "a"})
+	waitFor(t, "ACK taken", func() bool { return clk.Pending() == 1 }) // only the session timer is left
+	clk.Advance(10 * time.Second)
+	if n := len(r.tp.written("200")); n != 1 {
+		t.Fatalf("200 retransmitted %d times after the ACK", n)
+	}
+	clk.Advance(80 * time.Second) // 120 - min(32, 120/3) = 88 s after the answer
+	waitFor(t, "BYE on both legs", func() bool { b, _ := r.tp.sent("BYE"); return len(b) == 2 })
+	evs, _ := r.st.ReadStream(context.Background(), StreamName(id), 1, 100)
+	last, err := events.Unwrap(evs[len(evs)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := last.(*eventpb.CallEnded); !ok || e.Reason != "session_expired" || e.By != "system" {
+		t.Fatalf("last event %v", last)
+	}
+}
