@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"net"
+	"strconv"
 	"sync"
 
 	"github.com/emiago/sipgo/sip"
@@ -31,9 +32,70 @@ const (
 )
 
 type udpJob struct {
-	data []byte // the datagram (a copy: sipgo reuses its read buffer)
-	conn net.PacketConn
-	to   net.Addr
+	data  []byte // the datagram (a copy: sipgo reuses its read buffer)
+	conn  net.PacketConn
+	to    net.Addr
+	short bool // a request whose body is shorter than its Content-Length
+}
+
+// isShortRequest tells whether a datagram is a request whose body ends
+// before its Content-Length says. RFC 3261 18.3 wants a 400 for it; sipgo
+// drops it silently, so the fast path answers it.
+func isShortRequest(data []byte) bool {
+	if bytes.HasPrefix(data, []byte("SIP/")) {
+		return false // a response: dropping it is right (18.3)
+	}
+	end := bytes.Index(data, []byte("\r\n\r\n"))
+	if end < 0 {
+		return false
+	}
+	n, ok := contentLength(data[:end])
+	return ok && n > len(data)-end-4
+}
+
+// contentLength finds the Content-Length (or compact "l") header value in
+// a header block.
+func contentLength(head []byte) (int, bool) {
+	for _, line := range bytes.Split(head, []byte("\r\n"))[1:] {
+		name, val, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		name = bytes.TrimSpace(name)
+		if bytes.EqualFold(name, []byte("Content-Length")) || bytes.EqualFold(name, []byte("l")) {
+			n, err := strconv.Atoi(string(bytes.TrimSpace(val)))
+			return n, err == nil
+		}
+	}
+	return 0, false
+}
+
+// answerShort answers a request whose body is cut short with 400: its
+// headers (without the body and Content-Length) are enough to address it.
+func (g *Gateway) answerShort(j udpJob) {
+	end := bytes.Index(j.data, []byte("\r\n\r\n"))
+	var head bytes.Buffer
+	for i, line := range bytes.Split(j.data[:end], []byte("\r\n")) {
+		name, _, _ := bytes.Cut(line, []byte(":"))
+		name = bytes.TrimSpace(name)
+		if i > 0 && (bytes.EqualFold(name, []byte("Content-Length")) || bytes.EqualFold(name, []byte("l"))) {
+			continue
+		}
+		head.Write(line)
+		head.WriteString("\r\n")
+	}
+	head.WriteString("Content-Length: 0\r\n\r\n")
+	msg, err := g.fast.parser.ParseSIP(head.Bytes())
+	if err != nil {
+		return
+	}
+	req, ok := msg.(*sip.Request)
+	if !ok || req.Via() == nil || req.IsAck() {
+		return
+	}
+	req.SetTransport("UDP")
+	req.SetSource(j.to.String())
+	g.respond(&udpResponder{conn: j.conn, to: j.to, bufs: &g.fast.bufs}, req, 400, "Content-Length Exceeds the Body", nil)
 }
 
 // fastPath is the state of the UDP fast path. conns is written by Start
@@ -58,7 +120,12 @@ func isFastMethod(data []byte) bool {
 // parse in parallel. It must not block and must never return an error (that
 // would stop the read loop).
 func (g *Gateway) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error) {
-	if !isFastMethod(data) || p.LocalAddr == nil || p.RemoteAddr == nil {
+	if p.LocalAddr == nil || p.RemoteAddr == nil {
+		return data, nil
+	}
+	fast := isFastMethod(data)
+	short := !fast && isShortRequest(data) // (kept off the REGISTER path: it is serial)
+	if !short && !fast {
 		return data, nil
 	}
 	conn := g.fast.conns[p.LocalAddr.String()]
@@ -66,7 +133,7 @@ func (g *Gateway) readFilter(p sip.TransportReadProps, data []byte) ([]byte, err
 		return data, nil // not a UDP socket of ours
 	}
 	select {
-	case g.fast.jobs <- udpJob{data: append([]byte(nil), data...), conn: conn, to: p.RemoteAddr}:
+	case g.fast.jobs <- udpJob{data: append([]byte(nil), data...), conn: conn, to: p.RemoteAddr, short: short}:
 		return nil, nil
 	default:
 		return data, nil // every worker busy: take the transaction layer
@@ -88,6 +155,10 @@ func (g *Gateway) fastWorker() {
 // parse, or has no Via to answer along, is dropped (as sipgo drops what it
 // cannot parse); everything else gets an answer.
 func (g *Gateway) fastServe(j udpJob) {
+	if j.short {
+		g.answerShort(j)
+		return
+	}
 	msg, err := g.fast.parser.ParseSIP(j.data)
 	if err != nil {
 		g.opts.Logger.Debug("unparsable SIP datagram dropped", "from", j.to.String(), "err", err)

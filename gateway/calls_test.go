@@ -1,0 +1,109 @@
+package gateway
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// exchangeMatching sends raw and returns the first final response with
+// raw's CSeq (INVITE server transactions retransmit earlier final
+// responses, which the test never ACKs). A request the server drops gets
+// a 408 stand-in after 1 s.
+func (tg *testGW) exchangeMatching(t *testing.T, raw string) *sip.Response {
+	t.Helper()
+	var cseq string
+	for _, line := range strings.Split(raw, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "CSeq: "); ok {
+			cseq = v
+			break
+		}
+	}
+	dst, _ := net.ResolveUDPAddr("udp", tg.addr)
+	if _, err := tg.conn.WriteToUDP([]byte(raw), dst); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 65535)
+	deadline := time.Now().Add(time.Second)
+	for {
+		_ = tg.conn.SetReadDeadline(deadline)
+		n, _, err := tg.conn.ReadFromUDP(buf)
+		if err != nil {
+			return sip.NewResponse(408, "No Response")
+		}
+		msg, err := sip.NewParser().ParseSIP(buf[:n])
+		if err != nil {
+			t.Fatalf("unparsable response %q: %v", buf[:n], err)
+		}
+		res, ok := msg.(*sip.Response)
+		if ok && res.StatusCode >= 200 && res.CSeq() != nil && res.CSeq().Value() == cseq {
+			return res
+		}
+	}
+}
+
+// routerSpy counts what reaches the call actors.
+type routerSpy struct{ n atomic.Int32 }
+
+func (r *routerSpy) Deliver(string, any) error { r.n.Add(1); return nil }
+
+// Malformed and hostile INVITEs get a clear 4xx from the gateway and never
+// reach a call actor (nor start a call).
+func TestHostileInvitesGetClearAnswers(t *testing.T) {
+	tg := startGateway(t)
+	spy := &routerSpy{}
+	tg.g.SetCalls(spy)
+	tg.g.opts.Locate = func(string) []string { return []string{"sip:bob@127.0.0.1:9"} }
+	sdp := "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+	withBody := func(raw, ctype, body string, declared int) string {
+		raw = strings.Replace(raw, "Content-Length: 0\r\n", "", 1)
+		raw = strings.TrimSuffix(raw, "\r\n")
+		return raw + "Content-Type: " + ctype + fmt.Sprintf("\r\nContent-Length: %d\r\n\r\n", declared) + body
+	}
+	inv := func(extra ...string) string { return tg.request("INVITE", "sip:bob@example.test", extra...) }
+	for _, tc := range []struct {
+		name string
+		raw  string
+		code int
+	}{
+		{"no credentials", inv(), 407},
+		{"Max-Forwards 0", strings.Replace(inv(), "Max-Forwards: 70", "Max-Forwards: 0", 1), 483},
+		{"unknown Require", inv("Require: foo-bar"), 420},
+		{"missing From", strings.Replace(inv(), "From: <sip:alice@example.test>;tag=f1\r\n", "", 1), 400},
+		{"CSeq method mismatch", strings.Replace(inv(), " INVITE\r\n", " BYE\r\n", 1), 400},
+		{"huge header", inv("X-Junk: " + strings.Repeat("a", 5000)), 513},
+		{"too many headers", inv(strings.Repeat("X-A: 1\r\n", 40) + "X-B: 2"), 400},
+		{"body is not SDP", withBody(inv(), "application/sdp", "hello", 5), 400},
+		{"unsupported body type", withBody(inv(), "text/plain", "hello", 5), 415},
+		{"session interval too small", inv("Session-Expires: 30"), 422},
+		{"another domain (no relay)", strings.Replace(inv(), "INVITE sip:bob@example.test", "INVITE sip:bob@elsewhere.test", 1), 404},
+		{"loop through ourselves", strings.Replace(inv(), "Max-Forwards:", "Via: SIP/2.0/UDP "+tg.addr+";branch=z9hG4bKloop\r\nMax-Forwards:", 1), 482},
+		{"declared body longer than sent", withBody(inv(), "application/sdp", sdp, len(sdp)+40), 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := tg.exchangeMatching(t, tc.raw)
+			if res.StatusCode != tc.code {
+				t.Fatalf("got %d %s, want %d", res.StatusCode, res.Reason, tc.code)
+			}
+			if tc.code == 407 && res.GetHeader("Proxy-Authenticate") == nil {
+				t.Fatal("407 without Proxy-Authenticate")
+			}
+			if tc.code == 422 && res.GetHeader("Min-SE") == nil {
+				t.Fatal("422 without Min-SE")
+			}
+		})
+	}
+	if n := spy.n.Load(); n != 0 {
+		t.Fatalf("%d hostile INVITEs reached a call actor", n)
+	}
+	// In-dialog requests for dialogs that are not ours: 481.
+	bye := strings.Replace(tg.request("BYE", "sip:x@example.test"), "To: <sip:alice@example.test>", "To: <sip:alice@example.test>;tag=not-ours", 1)
+	if res := tg.exchangeMatching(t, bye); res.StatusCode != 481 {
+		t.Fatalf("BYE for a foreign dialog: %d", res.StatusCode)
+	}
+}
