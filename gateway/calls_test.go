@@ -55,10 +55,11 @@ func (r *routerSpy) Deliver(string, any) error { r.n.Add(1); return nil }
 // Malformed and hostile INVITEs get a clear 4xx from the gateway and never
 // reach a call actor (nor start a call).
 func TestHostileInvitesGetClearAnswers(t *testing.T) {
-	tg := startGateway(t)
 	spy := &routerSpy{}
-	tg.g.SetCalls(spy)
-	tg.g.opts.Locate = func(string) []string { return []string{"sip:bob@127.0.0.1:9"} }
+	tg := startGatewayWith(t, func(g *Gateway) {
+		g.SetCalls(spy)
+		g.opts.Locate = func(string) []string { return []string{"sip:bob@127.0.0.1:9"} }
+	})
 	sdp := "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
 	withBody := func(raw, ctype, body string, declared int) string {
 		raw = strings.Replace(raw, "Content-Length: 0\r\n", "", 1)

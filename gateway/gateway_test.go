@@ -64,9 +64,16 @@ func newTestGateway(tb testing.TB) (*Gateway, *memstore.Store) {
 	return g, st
 }
 
-func startGateway(t *testing.T) *testGW {
+func startGateway(t *testing.T) *testGW { t.Helper(); return startGatewayWith(t, nil) }
+
+// startGatewayWith is startGateway with a hook that configures the
+// gateway before it starts serving.
+func startGatewayWith(t *testing.T, setup func(*Gateway)) *testGW {
 	t.Helper()
 	g, st := newTestGateway(t)
+	if setup != nil {
+		setup(g)
+	}
 	if err := g.Start(); err != nil {
 		t.Fatal(err)
 	}
