@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -51,8 +52,20 @@ func (g *Gateway) Local() call.Local {
 // noBuild tells sipgo's client to send the request exactly as built.
 func noBuild(*sipgo.Client, *sip.Request) error { return nil }
 
+// bindLocal makes sipgo send req from our listening socket (the address
+// its Via names), not from a fresh ephemeral one: peers that answer to the
+// packet's source, as sipp does, then reach us, and so does everything sent
+// after a restart.
+func (g *Gateway) bindLocal(req *sip.Request) {
+	l := g.Local()
+	if ip := net.ParseIP(l.Host); ip != nil && strings.EqualFold(l.Transport, "UDP") {
+		req.Laddr = sip.Addr{IP: ip, Port: l.Port}
+	}
+}
+
 // Request implements call.Transport.
 func (g *Gateway) Request(req *sip.Request, on func(*sip.Response, error)) error {
+	g.bindLocal(req)
 	ctx, cancel := context.WithCancel(context.Background())
 	tx, err := g.client.TransactionRequest(ctx, req, noBuild)
 	if err != nil {
@@ -92,12 +105,33 @@ func (g *Gateway) Request(req *sip.Request, on func(*sip.Response, error)) error
 	return nil
 }
 
-// Write implements call.Transport.
+// Write implements call.Transport. A response over UDP goes straight out
+// of our listening socket to its Via's address (received/rport): sipgo
+// would look for a connection to that address, and after a restart it has
+// none.
 func (g *Gateway) Write(m sip.Message) error {
 	if req, ok := m.(*sip.Request); ok {
+		g.bindLocal(req)
 		return g.client.WriteRequest(req, noBuild)
 	}
-	return g.srv.WriteResponse(m.(*sip.Response))
+	res := m.(*sip.Response)
+	if !strings.EqualFold(res.Transport(), "UDP") {
+		return g.srv.WriteResponse(res)
+	}
+	dst, err := net.ResolveUDPAddr("udp", res.Destination())
+	if err != nil {
+		return fmt.Errorf("response destination %q: %w", res.Destination(), err)
+	}
+	g.mu.Lock()
+	var pc net.PacketConn
+	if len(g.packets) > 0 {
+		pc = g.packets[0]
+	}
+	g.mu.Unlock()
+	if pc == nil {
+		return errors.New("gateway: no UDP socket")
+	}
+	return (&udpResponder{conn: pc, to: dst, bufs: &g.fast.bufs}).Respond(res)
 }
 
 // stray receives responses no client transaction claimed.

@@ -30,6 +30,8 @@ type TandemConfig struct {
 	MaxExpires int      // 0: leave out (server default)
 	Users      []Cred
 	HA1Users   []HA1User
+	// NoAnswerTimeout is calls.no_answer_timeout in seconds (0: leave out).
+	NoAnswerTimeout int
 }
 
 // WriteTandemConfig writes cfg as the YAML that `tandem serve --config` reads.
@@ -64,6 +66,9 @@ func WriteTandemConfig(path string, cfg TandemConfig) error {
 		for _, u := range cfg.HA1Users {
 			fmt.Fprintf(&b, "  - {user: %s, ha1: %s}\n", q(u.User), q(u.HA1))
 		}
+	}
+	if cfg.NoAnswerTimeout > 0 {
+		fmt.Fprintf(&b, "calls:\n  no_answer_timeout: %d\n", cfg.NoAnswerTimeout)
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
@@ -222,4 +227,35 @@ func (t *Tandem) Metrics() (string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	return string(b), err
+}
+
+// Call is one live call as listed by GET /api/v1/calls.
+type Call struct {
+	ID         string `json:"id"`
+	Caller     string `json:"caller"`
+	Callee     string `json:"callee"`
+	State      string `json:"state"`
+	StartedAt  string `json:"started_at"`
+	AnsweredAt string `json:"answered_at"`
+	Held       bool   `json:"held"`
+	Legs       []struct {
+		Leg    int    `json:"leg"`
+		Target string `json:"target"`
+		State  string `json:"state"`
+		Code   int    `json:"code"`
+	} `json:"legs"`
+}
+
+// Calls lists the live calls.
+func (t *Tandem) Calls() ([]Call, error) {
+	var out []Call
+	err := getJSON(t.HTTPURL+"/api/v1/calls", &out)
+	return out, err
+}
+
+// CallEvents lists the events of call id.
+func (t *Tandem) CallEvents(id string) ([]Event, error) {
+	var out []Event
+	err := getJSON(t.HTTPURL+"/api/v1/calls/"+url.PathEscape(id)+"/events", &out)
+	return out, err
 }
