@@ -11,13 +11,16 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/tandemswitch/tandem/actors/call"
 	"github.com/tandemswitch/tandem/events"
 	"github.com/tandemswitch/tandem/events/eventpb"
 	"github.com/tandemswitch/tandem/events/memstore"
 	"github.com/tandemswitch/tandem/internal/clock"
 	"github.com/tandemswitch/tandem/internal/metrics"
+	"github.com/tandemswitch/tandem/projections/calls"
 	"github.com/tandemswitch/tandem/projections/location"
 )
 
@@ -101,5 +104,47 @@ func TestAPI(t *testing.T) {
 	}
 	if code, _ := get(t, srv, "/debug/pprof/"); code != http.StatusNotFound {
 		t.Fatalf("pprof served while disabled: %d", code)
+	}
+}
+
+func TestCallsAPI(t *testing.T) {
+	t0 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	st := memstore.New()
+	id := call.IDFor("c1@h", "ft", 1)
+	var envs []*eventpb.Envelope
+	for _, e := range []proto.Message{
+		&eventpb.CallStarted{Caller: "sip:alice@example.test", Callee: "sip:bob@example.test", ALeg: &eventpb.ALeg{CallId: "c1@h"}},
+		&eventpb.LegAttempted{Leg: 1, RequestUri: "sip:bob@10.0.0.2"},
+	} {
+		env, _ := events.Wrap(e, t0, "n1", &eventpb.Cause{CallId: "c1@h", Cseq: 1, Method: "INVITE"})
+		envs = append(envs, env)
+	}
+	if _, err := st.Append(context.Background(), call.StreamName(id), 0, envs); err != nil {
+		t.Fatal(err)
+	}
+	live := calls.New()
+	if err := live.CatchUp(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Store: st, Location: location.New(), Calls: live, Clock: clock.NewFake(t0)}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+
+	code, body := get(t, srv, "/api/v1/calls")
+	var list []calls.Call
+	if code != 200 || json.Unmarshal([]byte(body), &list) != nil || len(list) != 1 ||
+		list[0].ID != id || list[0].State != "trying" || list[0].Caller != "sip:alice@example.test" || len(list[0].Legs) != 1 {
+		t.Fatalf("calls: %d %s", code, body)
+	}
+	code, body = get(t, srv, "/api/v1/calls/"+id+"/events")
+	var evs []Event
+	if code != 200 || json.Unmarshal([]byte(body), &evs) != nil || len(evs) != 2 || evs[0].Type != "tandem.events.v1.CallStarted" {
+		t.Fatalf("call events: %d %s", code, body)
+	}
+	if code, body := get(t, srv, "/api/v1/calls/not-an-id/events"); code != 400 || !strings.Contains(body, "id") {
+		t.Fatalf("bad id: %d %s", code, body)
+	}
+	if code, _ := get(t, srv, "/api/v1/calls/"+call.IDFor("other", "x", 1)+"/events"); code != 404 {
+		t.Fatalf("unknown call: %d", code)
 	}
 }
