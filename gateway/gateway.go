@@ -94,7 +94,7 @@ type Gateway struct {
 }
 
 // Methods we implement, for Allow headers.
-var allowed = []string{"REGISTER", "OPTIONS", "INVITE", "ACK", "CANCEL", "BYE", "UPDATE", "INFO"}
+var allowed = []string{"REGISTER", "OPTIONS", "INVITE", "ACK", "CANCEL", "BYE", "UPDATE", "INFO", "PRACK"}
 
 // New builds a gateway; Start binds its sockets.
 func New(opts Options) (*Gateway, error) {

@@ -322,7 +322,7 @@ func (a *callActor) sendLegInvite(l *Leg) {
 	m.h("Contact", a.cfg.Transport.Local().contact(at.LocalTag))
 	m.h("Allow", allowMethods)
 	if a.aReq != nil {
-		copyAllowed(m, a.aReq, "Allow")
+		copyHeaders(m, a.aReq, true, "Allow")
 	}
 	req, err := m.request(st.OfferType, st.Offer)
 	if err != nil {
@@ -338,7 +338,7 @@ func (a *callActor) sendLegInvite(l *Leg) {
 }
 
 // allowMethods is the Allow header Tandem sends on both legs.
-const allowMethods = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"
+const allowMethods = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK"
 
 func (a *callActor) deliverLater(msg any) {
 	go func() { _ = a.m.Deliver(a.id, msg) }()
@@ -409,11 +409,37 @@ func (a *callActor) legProvisional(l *Leg, res *sip.Response) {
 	}
 	tag := toTag(res)
 	body := res.Body()
+	// A reliable provisional (RFC 3262) is relayed reliably when the caller
+	// supports it, under an RSeq of Tandem's own (forks have RSeq spaces of
+	// their own); a retransmission of one keeps its RSeq.
+	var rseq, arseq uint32
+	if hasOption(res, "Require", "100rel") && a.callerSupports100rel() {
+		if n, err := strconv.ParseUint(strings.TrimSpace(headerValue(res, "RSeq")), 10, 32); err == nil && n > 0 {
+			rseq = uint32(n)
+			for k, r := range a.state.Reliables {
+				if r.Leg == l.N && r.RSeq == rseq {
+					arseq = k
+				}
+			}
+		}
+	}
+	newReliable := rseq > 0 && arseq == 0
 	// A provisional that tells nothing new (a repeated 180) is relayed
 	// without an event; anything new is durable first.
-	if uint32(res.StatusCode) > l.Progress || len(body) > 0 || tag != l.RemoteTag {
+	if uint32(res.StatusCode) > l.Progress || len(body) > 0 && arseq == 0 || tag != l.RemoteTag || newReliable {
 		ev := &eventpb.LegProgress{Leg: l.N, Code: uint32(res.StatusCode), Reason: res.Reason,
 			RemoteTag: tag, Sdp: body, ContentType: contentType(res)}
+		if c := res.Contact(); c != nil {
+			ev.Contact = c.Address.String()
+			rr := res.GetHeaders("Record-Route")
+			for i := len(rr) - 1; i >= 0; i-- {
+				ev.RouteSet = append(ev.RouteSet, rr[i].Value())
+			}
+		}
+		if newReliable {
+			arseq = a.state.ARSeq + 1
+			ev.Rseq, ev.ARseq = rseq, arseq
+		}
 		if err := a.persist(responseCause(res, l.N), ev); err != nil {
 			return
 		}
@@ -421,8 +447,80 @@ func (a *callActor) legProvisional(l *Leg, res *sip.Response) {
 	if a.aTx != nil {
 		out := a.responseToA(res.StatusCode, res.Reason, body, contentType(res))
 		copyAllowedResponse(out, res)
+		if arseq > 0 {
+			out.AppendHeader(sip.NewHeader("Require", "100rel"))
+			out.AppendHeader(sip.NewHeader("RSeq", strconv.Itoa(int(arseq))))
+		}
 		a.send(a.aTx, out)
 	}
+}
+
+// callerSupports100rel tells whether the caller's INVITE offered reliable
+// provisionals.
+func (a *callActor) callerSupports100rel() bool {
+	return a.aReq != nil && (hasOption(a.aReq, "Supported", "100rel") || hasOption(a.aReq, "Require", "100rel"))
+}
+
+// hasOption tells whether a header (Supported, Require) lists opt.
+func hasOption(m headered, name, opt string) bool {
+	for _, h := range m.GetHeaders(name) {
+		for _, p := range strings.Split(h.Value(), ",") {
+			if strings.EqualFold(strings.TrimSpace(p), opt) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// onPrack relays the caller's PRACK (RFC 3262) to the leg whose reliable
+// provisional it acknowledges.
+func (a *callActor) onPrack(m *InDialog) {
+	fields := strings.Fields(headerValue(m.Req, "RAck"))
+	var rel Reliable
+	ok := len(fields) == 3
+	if ok {
+		n, err := strconv.ParseUint(fields[0], 10, 32)
+		rel, ok = a.state.Reliables[uint32(n)]
+		ok = ok && err == nil
+	}
+	l := a.state.Leg(rel.Leg)
+	if !ok || l == nil || a.state.Phase.Over() || l.Failed != nil {
+		a.respondTo(m.Tx, m.Req, 481, "Call/Transaction Does Not Exist", nil)
+		return
+	}
+	if a.relay != nil {
+		a.respondTo(m.Tx, m.Req, 500, "Server Internal Error", [][2]string{{"Retry-After", "1"}})
+		return
+	}
+	out := l.CSeq + 1
+	ev := &eventpb.InDialogRelayed{FromSide: "a", Method: "PRACK", InCseq: m.Req.CSeq().SeqNo, OutCseq: out, Leg: l.N}
+	if err := a.persist(causeOf(m.Req), ev); err != nil {
+		a.respondTo(m.Tx, m.Req, 500, "Server Internal Error", nil)
+		return
+	}
+	at := l.Attempt
+	target := l.EarlyContact
+	if target == "" {
+		target = at.RequestUri
+	}
+	msg := newMsg("PRACK", target)
+	msg.h("Via", a.cfg.Transport.Local().via("z9hG4bK"+a.cfg.NewBranch()))
+	for _, r := range l.EarlyRoute {
+		msg.h("Route", r)
+	}
+	msg.h("Max-Forwards", "70")
+	msg.h("From", at.From)
+	msg.h("To", at.To+";tag="+l.RemoteTag)
+	msg.h("Call-ID", at.CallId)
+	msg.h("CSeq", fmt.Sprintf("%d PRACK", out))
+	msg.h("RAck", fmt.Sprintf("%d %d INVITE", rel.RSeq, at.Cseq))
+	req, err := msg.request(contentType(m.Req), m.Req.Body())
+	if err != nil {
+		a.respondTo(m.Tx, m.Req, 500, "Server Internal Error", nil)
+		return
+	}
+	a.startRelay(m, req, "a")
 }
 
 func (a *callActor) legAnswered(ctx actor.Context, l *Leg, res *sip.Response) {
@@ -721,6 +819,10 @@ func (a *callActor) onInDialog(ctx actor.Context, m *InDialog) {
 		return
 	}
 	st := a.state
+	if req.Method == sip.PRACK && m.Side == "a" {
+		a.onPrack(m)
+		return
+	}
 	// The request must come from the side of the call's dialog it names.
 	if m.Side == "b" && (st.Winner == 0 || m.Leg != st.Winner) {
 		if l := st.Leg(m.Leg); l != nil && req.Method == sip.BYE {
@@ -877,8 +979,14 @@ func (a *callActor) relayRequest(m *InDialog) {
 		a.respondTo(m.Tx, m.Req, 500, "Server Internal Error", nil)
 		return
 	}
+	a.startRelay(m, req, m.Side)
+}
+
+// startRelay sends req, relayed from m, and keeps m's transaction until
+// the far side's final answer.
+func (a *callActor) startRelay(m *InDialog, req *sip.Request, side string) {
 	a.relaySeq++
-	r := &relay{seq: a.relaySeq, side: m.Side, in: m.Req, tx: m.Tx, done: m.Done, offer: m.Req.Body(), method: string(m.Req.Method)}
+	r := &relay{seq: a.relaySeq, side: side, in: m.Req, tx: m.Tx, done: m.Done, offer: m.Req.Body(), method: string(m.Req.Method)}
 	a.relay = r
 	seq := r.seq
 	if err := a.cfg.Transport.Request(req, func(res *sip.Response, err error) {
@@ -915,11 +1023,11 @@ func (a *callActor) onRelayResponse(ctx actor.Context, m *relayResponse) {
 	}
 	a.relay = nil
 	defer closeDone(r.done)
-	if a.state.Phase != PhaseAnswered {
+	if a.state.Phase != PhaseAnswered && !(r.method == "PRACK" && a.state.Phase == PhaseTrying) {
 		a.respondTo(r.tx, r.in, 481, "Call/Transaction Does Not Exist", nil)
 		return
 	}
-	if res.StatusCode < 300 {
+	if res.StatusCode < 300 && r.method != "PRACK" {
 		var evs []proto.Message
 		if len(r.offer) > 0 && (r.method == "INVITE" || r.method == "UPDATE") {
 			dir := sdpDirection(r.offer)

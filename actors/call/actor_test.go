@@ -640,3 +640,68 @@ func TestOKRetransmittedUntilAckThenSessionTimerExpires(t *testing.T) {
 		t.Fatalf("last event %v", last)
 	}
 }
+
+// RFC 3262 end to end: the callee's reliable 180 reaches the caller
+// reliably (under Tandem's RSeq), the caller's PRACK reaches the callee
+// (with the callee's RSeq), and the B leg's CSeq accounts for it.
+func TestReliableProvisionalAndPrackRelayed(t *testing.T) {
+	r := newRig(t, memstore.New(), clock.NewFake(t0))
+	inv, atx, id := r.invite("sip:bob@10.2.2.2:5080")
+	inv.Req.AppendHeader(sip.NewHeader("Supported", "100rel, timer"))
+	r.deliver(id, inv)
+	var binv []*sip.Request
+	var ons []func(*sip.Response, error)
+	waitFor(t, "B INVITE", func() bool { binv, ons = r.tp.sent("INVITE"); return len(binv) == 1 })
+	if !hasOption(binv[0], "Supported", "100rel") {
+		t.Fatalf("B INVITE does not offer 100rel: %s", binv[0])
+	}
+	ringing := respond(binv[0], 180, "Ringing", "tb", false)
+	ringing.AppendHeader(sip.NewHeader("Require", "100rel"))
+	ringing.AppendHeader(sip.NewHeader("RSeq", "5"))
+	ringing.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "10.2.2.2", Port: 5080}})
+	ons[0](ringing, nil)
+	waitFor(t, "reliable 180 to A", func() bool { c := atx.codes(); return len(c) > 0 && c[len(c)-1] == 180 })
+	p := atx.last()
+	if !hasOption(p, "Require", "100rel") || headerValue(p, "RSeq") != "1" {
+		t.Fatalf("180 to A is not reliable: %s", p)
+	}
+	prackRaw := "PRACK sip:" + ALegTag(id) + "@127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5070;branch=z9hG4bKpr\n" +
+		"From: <sip:alice@example.test>;tag=fa\nTo: <sip:bob@example.test>;tag=" + ALegTag(id) + "\nCall-ID: ca@10.1.1.1\nCSeq: 3 PRACK\nRAck: 1 2 INVITE\nContent-Length: 0\n\n"
+	prack := parseReq(t, prackRaw)
+	ptx := &fakeTx{}
+	done := make(chan struct{})
+	r.deliver(id, &InDialog{Req: prack, Tx: ptx, Side: "a", Done: done})
+	var pr []*sip.Request
+	var pons []func(*sip.Response, error)
+	waitFor(t, "PRACK to B", func() bool { pr, pons = r.tp.sent("PRACK"); return len(pr) == 1 })
+	if headerValue(pr[0], "RAck") != "5 1 INVITE" || pr[0].CSeq().SeqNo != 2 || pr[0].Recipient.Host != "10.2.2.2" {
+		t.Fatalf("PRACK to B: %s", pr[0])
+	}
+	if tag, _ := pr[0].To().Params.Get("tag"); tag != "tb" {
+		t.Fatalf("PRACK to B To tag %q", tag)
+	}
+	pons[0](respond(pr[0], 200, "OK", "", false), nil)
+	<-done
+	if c := ptx.codes(); len(c) != 1 || c[0] != 200 {
+		t.Fatalf("A's PRACK answered %v", c)
+	}
+	// A PRACK for an RSeq never sent: 481.
+	bad := parseReq(t, strings.Replace(prackRaw, "RAck: 1 2 INVITE", "RAck: 9 2 INVITE", 1))
+	btx := &fakeTx{}
+	bdone := make(chan struct{})
+	r.deliver(id, &InDialog{Req: bad, Tx: btx, Side: "a", Done: bdone})
+	<-bdone
+	if c := btx.codes(); len(c) != 1 || c[0] != 481 {
+		t.Fatalf("PRACK for an unknown RSeq answered %v", c)
+	}
+	ons[0](respond(binv[0], 200, "OK", "tb", true), nil)
+	<-inv.Done
+	bye := parseReq(t, "BYE sip:"+ALegTag(id)+"@127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5070;branch=z9hG4bKbye\n"+
+		"From: <sip:alice@example.test>;tag=fa\nTo: <sip:bob@example.test>;tag="+ALegTag(id)+"\nCall-ID: ca@10.1.1.1\nCSeq: 4 BYE\nContent-Length: 0\n\n")
+	bd := make(chan struct{})
+	r.deliver(id, &InDialog{Req: bye, Tx: &fakeTx{}, Side: "a", Done: bd})
+	<-bd
+	if b, _ := r.tp.sent("BYE"); len(b) != 1 || b[0].CSeq().SeqNo != 3 {
+		t.Fatalf("BYE to B after a PRACK: %v", b)
+	}
+}

@@ -158,16 +158,21 @@ type headered interface {
 var relayedHeaders = []string{"Supported", "Allow", "Accept", "Content-Disposition",
 	"Session-Expires", "Min-SE", "Info-Package", "Event", "Subject", "Priority"}
 
-// copyAllowed writes src's allow-listed headers into m.
-func copyAllowed(m *msg, src headered, skip ...string) {
+// copyAllowed writes src's allow-listed headers into m. In a dialog,
+// 100rel is not offered (PRACK is relayed for the initial INVITE only).
+func copyAllowed(m *msg, src headered, skip ...string) { copyHeaders(m, src, false, skip...) }
+
+// copyHeaders is copyAllowed; with rel the caller's 100rel support is
+// passed on (RFC 3262 is relayed end to end for the initial INVITE).
+func copyHeaders(m *msg, src headered, rel bool, skip ...string) {
 	for _, name := range relayedHeaders {
 		if contains(skip, name) {
 			continue
 		}
 		for _, h := range src.GetHeaders(name) {
 			v := h.Value()
-			if strings.EqualFold(name, "Supported") {
-				v = dropOption(v, "100rel") // reliable provisionals are not relayed (yet)
+			if strings.EqualFold(name, "Supported") && !rel {
+				v = dropOption(v, "100rel")
 				if v == "" {
 					continue
 				}

@@ -60,6 +60,17 @@ type Leg struct {
 	Answered  *eventpb.LegAnswered
 	Failed    *eventpb.LegFailed
 	CSeq      uint32 // last local CSeq used on the leg
+	// The early dialog (from the last provisional with a Contact), for
+	// PRACK.
+	EarlyContact string
+	EarlyRoute   []string
+}
+
+// Reliable is a reliable provisional relayed to the caller (RFC 3262):
+// the leg it came from and the callee's RSeq.
+type Reliable struct {
+	Leg  uint32
+	RSeq uint32
 }
 
 // Pending tells whether the leg's INVITE has no final answer yet.
@@ -87,11 +98,16 @@ type State struct {
 	// Relayed in-dialog requests by "<side>:<in cseq>:<method>", for
 	// answering retransmissions.
 	Relayed map[string]*eventpb.InDialogRelayed
+	// Reliable provisionals relayed to the caller, by the RSeq Tandem gave
+	// them; ARSeq is the last such RSeq.
+	Reliables map[uint32]Reliable
+	ARSeq     uint32
 }
 
 // NewState is the state of a call with no events.
 func NewState(id string) *State {
-	return &State{ID: id, HeldBy: map[string]bool{}, Relayed: map[string]*eventpb.InDialogRelayed{}}
+	return &State{ID: id, HeldBy: map[string]bool{}, Relayed: map[string]*eventpb.InDialogRelayed{},
+		Reliables: map[uint32]Reliable{}}
 }
 
 // Leg returns leg n, or nil.
@@ -131,6 +147,15 @@ func (s *State) Apply(version uint64, t time.Time, ev proto.Message) error {
 		if e.RemoteTag != "" {
 			l.RemoteTag = e.RemoteTag
 		}
+		if e.Contact != "" {
+			l.EarlyContact, l.EarlyRoute = e.Contact, e.RouteSet
+		}
+		if e.ARseq > 0 {
+			s.Reliables[e.ARseq] = Reliable{Leg: e.Leg, RSeq: e.Rseq}
+			if e.ARseq > s.ARSeq {
+				s.ARSeq = e.ARseq
+			}
+		}
 	case *eventpb.LegAnswered:
 		l := s.Leg(e.Leg)
 		if l == nil {
@@ -154,7 +179,11 @@ func (s *State) Apply(version uint64, t time.Time, ev proto.Message) error {
 	case *eventpb.InDialogRelayed:
 		s.Relayed[relayKey(e.FromSide, e.Method, e.InCseq)] = e
 		if e.FromSide == "a" {
-			if l := s.WinningLeg(); l != nil && e.OutCseq > l.CSeq {
+			l := s.WinningLeg()
+			if e.Leg != 0 {
+				l = s.Leg(e.Leg)
+			}
+			if l != nil && e.OutCseq > l.CSeq {
 				l.CSeq = e.OutCseq
 			}
 		} else if e.OutCseq > s.ACSeq {

@@ -395,13 +395,21 @@ func (x *LegAttempted) GetTo() string {
 // LegProgress: a provisional response (101-199) came on a B leg and is
 // relayed to the caller.
 type LegProgress struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Leg           uint32                 `protobuf:"varint,1,opt,name=leg,proto3" json:"leg,omitempty"`
-	Code          uint32                 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
-	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
-	RemoteTag     string                 `protobuf:"bytes,4,opt,name=remote_tag,json=remoteTag,proto3" json:"remote_tag,omitempty"`
-	Sdp           []byte                 `protobuf:"bytes,5,opt,name=sdp,proto3" json:"sdp,omitempty"` // early media answer (183), if any
-	ContentType   string                 `protobuf:"bytes,6,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Leg         uint32                 `protobuf:"varint,1,opt,name=leg,proto3" json:"leg,omitempty"`
+	Code        uint32                 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	Reason      string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	RemoteTag   string                 `protobuf:"bytes,4,opt,name=remote_tag,json=remoteTag,proto3" json:"remote_tag,omitempty"`
+	Sdp         []byte                 `protobuf:"bytes,5,opt,name=sdp,proto3" json:"sdp,omitempty"` // early media answer (183), if any
+	ContentType string                 `protobuf:"bytes,6,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	// Reliable provisional (RFC 3262): the callee's RSeq, and the RSeq
+	// Tandem gave the caller for it; 0 when not reliable.
+	Rseq  uint32 `protobuf:"varint,7,opt,name=rseq,proto3" json:"rseq,omitempty"`
+	ARseq uint32 `protobuf:"varint,8,opt,name=a_rseq,json=aRseq,proto3" json:"a_rseq,omitempty"`
+	// The early dialog's remote target and route set (Record-Route of the
+	// response, reversed), for PRACK.
+	Contact       string   `protobuf:"bytes,9,opt,name=contact,proto3" json:"contact,omitempty"`
+	RouteSet      []string `protobuf:"bytes,10,rep,name=route_set,json=routeSet,proto3" json:"route_set,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -476,6 +484,34 @@ func (x *LegProgress) GetContentType() string {
 		return x.ContentType
 	}
 	return ""
+}
+
+func (x *LegProgress) GetRseq() uint32 {
+	if x != nil {
+		return x.Rseq
+	}
+	return 0
+}
+
+func (x *LegProgress) GetARseq() uint32 {
+	if x != nil {
+		return x.ARseq
+	}
+	return 0
+}
+
+func (x *LegProgress) GetContact() string {
+	if x != nil {
+		return x.Contact
+	}
+	return ""
+}
+
+func (x *LegProgress) GetRouteSet() []string {
+	if x != nil {
+		return x.RouteSet
+	}
+	return nil
 }
 
 // LegAnswered: a 2xx came on a B leg (and won the race).
@@ -698,11 +734,14 @@ func (x *CallAnswered) GetLeg() uint32 {
 // INFO, OPTIONS) was relayed from one side to the other with the given
 // CSeq on the far leg.
 type InDialogRelayed struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	FromSide      string                 `protobuf:"bytes,1,opt,name=from_side,json=fromSide,proto3" json:"from_side,omitempty"` // "a" or "b"
-	Method        string                 `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
-	InCseq        uint32                 `protobuf:"varint,3,opt,name=in_cseq,json=inCseq,proto3" json:"in_cseq,omitempty"`
-	OutCseq       uint32                 `protobuf:"varint,4,opt,name=out_cseq,json=outCseq,proto3" json:"out_cseq,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	FromSide string                 `protobuf:"bytes,1,opt,name=from_side,json=fromSide,proto3" json:"from_side,omitempty"` // "a" or "b"
+	Method   string                 `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
+	InCseq   uint32                 `protobuf:"varint,3,opt,name=in_cseq,json=inCseq,proto3" json:"in_cseq,omitempty"`
+	OutCseq  uint32                 `protobuf:"varint,4,opt,name=out_cseq,json=outCseq,proto3" json:"out_cseq,omitempty"`
+	// The B leg concerned (0: the answered one). A PRACK in an early dialog
+	// names its leg.
+	Leg           uint32 `protobuf:"varint,5,opt,name=leg,proto3" json:"leg,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -761,6 +800,13 @@ func (x *InDialogRelayed) GetInCseq() uint32 {
 func (x *InDialogRelayed) GetOutCseq() uint32 {
 	if x != nil {
 		return x.OutCseq
+	}
+	return 0
+}
+
+func (x *InDialogRelayed) GetLeg() uint32 {
+	if x != nil {
+		return x.Leg
 	}
 	return 0
 }
@@ -1110,7 +1156,7 @@ const file_eventpb_call_proto_rawDesc = "" +
 	"\x04cseq\x18\x06 \x01(\rR\x04cseq\x12\x10\n" +
 	"\x03via\x18\a \x01(\tR\x03via\x12\x12\n" +
 	"\x04from\x18\b \x01(\tR\x04from\x12\x0e\n" +
-	"\x02to\x18\t \x01(\tR\x02to\"\x9f\x01\n" +
+	"\x02to\x18\t \x01(\tR\x02to\"\x81\x02\n" +
 	"\vLegProgress\x12\x10\n" +
 	"\x03leg\x18\x01 \x01(\rR\x03leg\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\rR\x04code\x12\x16\n" +
@@ -1118,7 +1164,12 @@ const file_eventpb_call_proto_rawDesc = "" +
 	"\n" +
 	"remote_tag\x18\x04 \x01(\tR\tremoteTag\x12\x10\n" +
 	"\x03sdp\x18\x05 \x01(\fR\x03sdp\x12!\n" +
-	"\fcontent_type\x18\x06 \x01(\tR\vcontentType\"\x85\x02\n" +
+	"\fcontent_type\x18\x06 \x01(\tR\vcontentType\x12\x12\n" +
+	"\x04rseq\x18\a \x01(\rR\x04rseq\x12\x15\n" +
+	"\x06a_rseq\x18\b \x01(\rR\x05aRseq\x12\x18\n" +
+	"\acontact\x18\t \x01(\tR\acontact\x12\x1b\n" +
+	"\troute_set\x18\n" +
+	" \x03(\tR\brouteSet\"\x85\x02\n" +
 	"\vLegAnswered\x12\x10\n" +
 	"\x03leg\x18\x01 \x01(\rR\x03leg\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\rR\x04code\x12\x1d\n" +
@@ -1135,12 +1186,13 @@ const file_eventpb_call_proto_rawDesc = "" +
 	"\x04code\x18\x02 \x01(\rR\x04code\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\" \n" +
 	"\fCallAnswered\x12\x10\n" +
-	"\x03leg\x18\x01 \x01(\rR\x03leg\"z\n" +
+	"\x03leg\x18\x01 \x01(\rR\x03leg\"\x8c\x01\n" +
 	"\x0fInDialogRelayed\x12\x1b\n" +
 	"\tfrom_side\x18\x01 \x01(\tR\bfromSide\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x17\n" +
 	"\ain_cseq\x18\x03 \x01(\rR\x06inCseq\x12\x19\n" +
-	"\bout_cseq\x18\x04 \x01(\rR\aoutCseq\"O\n" +
+	"\bout_cseq\x18\x04 \x01(\rR\aoutCseq\x12\x10\n" +
+	"\x03leg\x18\x05 \x01(\rR\x03leg\"O\n" +
 	"\vHoldChanged\x12\x0e\n" +
 	"\x02by\x18\x01 \x01(\tR\x02by\x12\x12\n" +
 	"\x04held\x18\x02 \x01(\bR\x04held\x12\x1c\n" +

@@ -20,7 +20,7 @@ import (
 // callUsers: user0001.. are callers, the callees are named per test.
 func callUsers() []peers.Cred {
 	users := peers.Users(100, "secret")
-	for _, n := range []string{"bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "load", "mallory"} {
+	for _, n := range []string{"bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "kate", "load", "mallory"} {
 		users = append(users, peers.Cred{User: n, Password: "secret"})
 	}
 	return users
@@ -130,6 +130,10 @@ func TestCalls(t *testing.T) {
 		h := h.sub(t)
 		h.call(h.caller("ivan", "call_uac.xml"), h.callee("ivan", "call_uas.xml", 1), h.callee("ivan", "call_uas_ring.xml", 1))
 	})
+	t.Run("reliable provisionals: 100rel and PRACK end to end", func(t *testing.T) {
+		h := h.sub(t)
+		h.call(h.caller("kate", "call_uac_100rel.xml"), h.callee("kate", "call_uas_100rel.xml", 1))
+	})
 	t.Run("hostile INVITEs during a call", func(t *testing.T) {
 		h := h.sub(t)
 		uac := h.caller("judy", "call_uac.xml")
@@ -152,7 +156,7 @@ func TestCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"tandem_calls_answered_total 6", `tandem_calls_failed_total{code="486"} 1`,
+	for _, want := range []string{"tandem_calls_answered_total 7", `tandem_calls_failed_total{code="486"} 1`,
 		`tandem_calls_failed_total{code="480"} 1`, `tandem_calls_failed_total{code="487"} 1`, "tandem_calls_active 0"} {
 		if !strings.Contains(m, want+"\n") {
 			t.Errorf("metrics lack %q", want)
