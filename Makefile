@@ -13,7 +13,7 @@ CONFIG    ?= examples/tandem.yaml
 RACE_PKGS := ./events/... ./actors/... ./gateway/... ./projections/... ./internal/...
 
 .PHONY: all build run test test-unit test-e2e deps-test proto vet fmt-check \
-        bench-store bench-register clean
+        bench-store bench-register bench-calls clean
 
 all: build
 
@@ -57,6 +57,10 @@ bench-store:
 bench-register: build
 	@./test/deps.sh sipp:sip-tester kamailio:kamailio
 	$(GO) run $(GOFLAGS_BUILD) ./test/bench/regbench
+
+bench-calls: build
+	@./test/deps.sh sipp:sip-tester kamailio:kamailio
+	$(GO) run $(GOFLAGS_BUILD) ./test/bench/callbench
 
 clean:
 	rm -rf bin

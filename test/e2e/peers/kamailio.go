@@ -21,9 +21,10 @@ func KamailioBinary() (string, error) {
 }
 
 // KamailioOptions configure the reference registrar of
-// test/bench/kamailio/registrar.cfg.
+// test/bench/kamailio/registrar.cfg (or, with Config, another config such as
+// test/bench/kamailio/proxy.cfg).
 type KamailioOptions struct {
-	Config   string // path of registrar.cfg
+	Config   string // path of the config (default test/bench/kamailio/registrar.cfg)
 	Listen   string // e.g. udp:127.0.0.1:5070
 	Children int    // UDP workers (-n)
 	Realm    string
@@ -31,6 +32,9 @@ type KamailioOptions struct {
 	ShmMB    int // -m (default 4096)
 	PkgMB    int // -M (default 64)
 	LogDir   string
+	// Defines are extra -A NAME=VALUE config defines, e.g.
+	// "FR_INV_TIMER=3000" for proxy.cfg.
+	Defines []string
 }
 
 // Args is the kamailio command line: foreground (-DD), logs to stderr (-E),
@@ -47,11 +51,15 @@ func (o KamailioOptions) Args(bin string) []string {
 	if n == 0 {
 		n = 2
 	}
-	return []string{bin, "-f", o.Config, "-DD", "-E", "-x", "tlsf",
+	args := []string{bin, "-f", o.Config, "-DD", "-E", "-x", "tlsf",
 		"-m", fmt.Sprint(shm), "-M", fmt.Sprint(pkg), "-n", fmt.Sprint(n),
 		"-l", o.Listen,
 		"-A", fmt.Sprintf("REALM=%q", o.Realm), "-A", fmt.Sprintf("PASSWORD=%q", o.Password),
 	}
+	for _, d := range o.Defines {
+		args = append(args, "-A", d)
+	}
+	return args
 }
 
 // StartKamailio starts Kamailio in the foreground and waits up to ready for

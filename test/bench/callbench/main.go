@@ -1,0 +1,579 @@
+// Command callbench measures authenticated SIP calls per second through a
+// server: sipp callers run test/sipp/call_uac.xml (INVITE, 407, INVITE with
+// digest credentials, 100/180/200, ACK, a hold of -hold, BYE, 200) towards
+// sipp callees running test/sipp/call_uas.xml, whose addresses are
+// registered first (call_register_contact.xml), at increasing call rates:
+// first through Tandem as a B2BUA (a fresh data dir on disk), then, in the
+// same run, through Kamailio 5.6 as a stateful proxy with the dialog module
+// (test/bench/kamailio/proxy.cfg), with the same scenarios, users and
+// addresses. Each server's best rate is the highest step that was clean:
+// every call succeeded on both sides (sipp FailedCall = 0 and
+// SuccessfulCall = the step's count on callers and callees), with at most 1%
+// retransmissions, at >= 90% of the offered rate. Steps stop at the first
+// unclean one, then bisect (-refine) between it and the last clean one. The
+// last line printed is `ratio=<tandem best / kamailio best>`.
+//
+// Run with `make bench-calls` (builds bin/tandem first) or
+//
+//	go run ./test/bench/callbench [-only tandem|kamailio] [-rates 100,200,...] [-seconds 5] [-hold 2s] [-keep]
+//
+// The load is split over several caller/callee pairs on distinct 127.0.0.x
+// addresses (one sipp is single-threaded and tops out around 1,000 calls/s):
+// pair c calls from 127.0.0.(11+c) the user user000(c+1), registered at
+// 127.0.0.(31+c):5090. Each step reports sipp's CPU and the server's (from
+// /proc/PID/stat), the server's CPU time per successful call, and the
+// kernel's UDP RcvbufErrors delta.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tandemswitch/tandem/test/e2e/peers"
+)
+
+type options struct {
+	only        string
+	rates       []int
+	seconds     int
+	hold        time.Duration
+	refine      int
+	users       int
+	perClient   int
+	maxClients  int
+	kamChildren int
+	domain      string
+	password    string
+	buffSize    int
+	keep        bool
+	pause       time.Duration
+	settle      time.Duration
+	grace       time.Duration
+	recvTimeout time.Duration
+	tandemBin   string
+}
+
+func main() {
+	var o options
+	var rates string
+	flag.StringVar(&o.only, "only", "", "run only one side: tandem or kamailio")
+	flag.StringVar(&rates, "rates", "100,200,400,600,800,1000,1300,1600,2000,2500,3000,3500,4000,5000,6000,7000,8000", "offered call rates (calls per second), in increasing order")
+	flag.IntVar(&o.refine, "refine", 2, "bisection steps between the last clean rate and the first unclean one")
+	flag.IntVar(&o.seconds, "seconds", 5, "length of each step: a step starts rate x seconds calls")
+	flag.DurationVar(&o.hold, "hold", 2*time.Second, "call hold between the caller's ACK and its BYE (sipp -d)")
+	flag.IntVar(&o.users, "users", 1000, "distinct callers (user0005...) cycled through")
+	flag.IntVar(&o.perClient, "per-client", 500, "highest rate given to one caller/callee pair; more pairs share higher rates")
+	flag.IntVar(&o.maxClients, "max-clients", 4, "most caller/callee pairs in one step")
+	flag.IntVar(&o.kamChildren, "kamailio-children", 2, "Kamailio UDP workers")
+	flag.StringVar(&o.domain, "domain", "example.test", "SIP domain (digest realm)")
+	flag.IntVar(&o.buffSize, "buff-size", 4<<20, "sipp -buff_size (capped by net.core.rmem_max)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, sipp statistics)")
+	flag.DurationVar(&o.pause, "pause", 2*time.Second, "pause between steps")
+	flag.DurationVar(&o.settle, "settle", 12*time.Second, "pause after an unclean step, so that the server's unfinished transactions (retransmitted INVITEs) end before the next step")
+	flag.DurationVar(&o.grace, "grace", 6*time.Second, "how long callees may finish open calls once the callers ended (then they are stopped)")
+	flag.DurationVar(&o.recvTimeout, "recv-timeout", 5*time.Second, "sipp -recv_timeout: a call waiting longer for a message fails")
+	flag.StringVar(&o.tandemBin, "tandem", "", "tandem binary (default bin/tandem under the repository root)")
+	flag.Parse()
+	o.password = "secret"
+	for _, s := range strings.Split(rates, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n <= 0 {
+			fatal("bad -rates entry %q", s)
+		}
+		o.rates = append(o.rates, n)
+	}
+	if o.only != "" && o.only != "tandem" && o.only != "kamailio" {
+		fatal("-only must be tandem or kamailio")
+	}
+	if o.seconds <= 0 || o.hold < 0 || o.perClient <= 0 || o.maxClients <= 0 || o.maxClients > 20 || o.users <= 0 {
+		fatal("-seconds, -per-client, -users must be > 0, -hold >= 0, -max-clients in 1..20")
+	}
+	if !peers.HaveSipp() {
+		fatal("sipp not found (apt-get install -y sip-tester)")
+	}
+
+	work, err := os.MkdirTemp("", "callbench-")
+	if err != nil {
+		fatal("%v", err)
+	}
+	if o.keep {
+		fmt.Printf("work directory: %s\n", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	fmt.Printf("callbench: sipp call_uac.xml -> server -> call_uas.xml, digest auth (MD5, qop=auth), %d callers, hold %v, steps of %d s at %v/s\n",
+		o.users, o.hold, o.seconds, o.rates)
+	fmt.Printf("machine: %d CPUs (sipp and the server share them); net.core.rmem_max=%s; load average %s\n",
+		runtime.NumCPU(), readTrim("/proc/sys/net/core/rmem_max"), peers.LoadAvg())
+	fmt.Println("CPU columns are % of one core over the step (sipp = all callers and callees; other = every other process);")
+	fmt.Println("us/call = server CPU time / successful calls; rcvbuf = kernel UDP RcvbufErrors during the step.")
+
+	var t, k result
+	if o.only != "kamailio" {
+		t = benchTandem(o, work)
+	}
+	if o.only != "tandem" {
+		k = benchKamailio(o, work)
+	}
+	fmt.Println()
+	for _, r := range []struct {
+		name string
+		res  result
+	}{{"tandem", t}, {"kamailio", k}} {
+		if !r.res.ran {
+			continue
+		}
+		switch {
+		case r.res.err != nil && r.res.steps == 0:
+			fmt.Printf("%-9s did not run: %v\n", r.name+":", firstLine(r.res.err.Error()))
+		case r.res.best == 0:
+			fmt.Printf("%-9s no clean step (best clean rate 0 calls/s)\n", r.name+":")
+		default:
+			fmt.Printf("%-9s best clean rate %d calls/s, server CPU per call at that rate %.0f us\n", r.name+":", r.res.best, r.res.bestCPU)
+		}
+	}
+	switch {
+	case t.ran && t.steps > 0 && k.ran && k.best > 0:
+		fmt.Printf("ratio = Tandem's highest clean call rate (%d/s) / Kamailio's (%d/s), same sipp scenarios, users and machine:\n", t.best, k.best)
+		fmt.Printf("ratio=%.2f\n", float64(t.best)/float64(k.best))
+	default:
+		fmt.Println("ratio needs a Tandem run with at least one step and a Kamailio best rate > 0; not available in this run:")
+		fmt.Println("ratio=n/a")
+	}
+}
+
+// result is one server's outcome.
+type result struct {
+	ran     bool
+	steps   int     // steps run
+	best    int     // highest clean rate, calls/s
+	bestCPU float64 // server CPU per successful call at best, in microseconds
+	err     error
+}
+
+// step is the outcome of one offered rate.
+type step struct {
+	rate, calls, pairs int
+	ok, uasOK, failed  int
+	retrans            int
+	elapsed            time.Duration // callers' wall time
+	sippCPU, serverCPU time.Duration
+	otherCPU           time.Duration // every other process on the machine
+	rcvbuf             int64
+	clean              bool
+	why                string
+}
+
+// cpuPerCall is the server's CPU time per successful call, in microseconds.
+func (s step) cpuPerCall() float64 {
+	if s.ok == 0 {
+		return 0
+	}
+	return float64(s.serverCPU.Microseconds()) / float64(s.ok)
+}
+
+// bench is one server under test.
+type bench struct {
+	o         options
+	dir       string
+	remote    string // host:port
+	server    *peers.Proc
+	serverCPU func() (time.Duration, error)
+}
+
+// All users: user0001..user000K are the callees of the K pairs, the callers
+// follow.
+func allUsers(o options) []peers.Cred { return peers.Users(o.maxClients+o.users, o.password) }
+
+func calleeAddr(c int) string { return fmt.Sprintf("127.0.0.%d:5090", 31+c) }
+func callerIP(c int) string   { return fmt.Sprintf("127.0.0.%d", 11+c) }
+
+// register binds each pair's callee user to its callee address.
+func (b *bench) register() error {
+	users := allUsers(b.o)
+	for c := 0; c < b.o.maxClients; c++ {
+		if _, err := peers.RegisterContact(filepath.Join(b.dir, "register"), fmt.Sprintf("register-%d", c),
+			b.remote, b.o.domain, users[c], calleeAddr(c), "127.0.0.1"); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("registered %d callee contacts (%s ... %s)\n", b.o.maxClients, calleeAddr(0), calleeAddr(b.o.maxClients-1))
+	return nil
+}
+
+func benchTandem(o options, work string) (res result) {
+	res.ran = true
+	bin := o.tandemBin
+	if bin == "" {
+		var err error
+		if bin, err = peers.TandemBinary(); err != nil {
+			res.err = err
+			fmt.Printf("tandem: %v\n", err)
+			return res
+		}
+	}
+	dir := filepath.Join(work, "tandem")
+	fail := func(err error) result {
+		res.err = err
+		fmt.Printf("tandem: %v\n", err)
+		return res
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fail(err)
+	}
+	sipPort, err := peers.FreePort("127.0.0.1")
+	if err != nil {
+		return fail(err)
+	}
+	httpPort, err := peers.FreePort("127.0.0.1")
+	if err != nil {
+		return fail(err)
+	}
+	httpListen := fmt.Sprintf("127.0.0.1:%d", httpPort)
+	cfg := filepath.Join(dir, "tandem.yaml")
+	if err := peers.WriteTandemConfig(cfg, peers.TandemConfig{
+		NodeID:     "callbench",
+		DataDir:    filepath.Join(dir, "data"),
+		Domain:     o.domain,
+		SIPListen:  []string{fmt.Sprintf("udp:127.0.0.1:%d", sipPort)},
+		HTTPListen: httpListen,
+		MinExpires: 60,
+		MaxExpires: 3600,
+		Users:      allUsers(o),
+	}); err != nil {
+		return fail(err)
+	}
+	t, err := peers.StartTandem(bin, "tandem", cfg, httpListen, dir, 30*time.Second)
+	if err != nil {
+		return fail(err)
+	}
+	defer func() {
+		if err := t.Stop(10 * time.Second); err != nil {
+			fmt.Printf("tandem stop: %v\n", err)
+		}
+	}()
+	ver, _ := runOut(bin, "version")
+	fmt.Printf("\n== tandem %s (pid %d) on udp:127.0.0.1:%d, data dir on disk: %s\n", strings.TrimSpace(ver), t.PID, sipPort, filepath.Join(dir, "data"))
+	b := &bench{o: o, dir: dir, remote: fmt.Sprintf("127.0.0.1:%d", sipPort), server: t.Proc,
+		serverCPU: func() (time.Duration, error) { return peers.ProcCPU(t.PID) }}
+	if err := b.register(); err != nil {
+		return fail(err)
+	}
+	res = b.runSteps()
+	if res.err != nil {
+		fmt.Printf("tandem: %v\n", res.err)
+	}
+	if t.Exited() {
+		fmt.Printf("tandem exited during the run; log tail:\n%s\n", t.Tail(30))
+	} else if res.best == 0 {
+		fmt.Printf("tandem log (tail):\n%s\n", indent(t.Tail(10)))
+	}
+	return res
+}
+
+func benchKamailio(o options, work string) (res result) {
+	res.ran = true
+	fail := func(err error) result {
+		res.err = err
+		fmt.Printf("kamailio: %v\n", err)
+		return res
+	}
+	root, err := peers.RepoRoot()
+	if err != nil {
+		return fail(err)
+	}
+	dir := filepath.Join(work, "kamailio")
+	port, err := peers.FreePort("127.0.0.1")
+	if err != nil {
+		return fail(err)
+	}
+	k, err := peers.StartKamailio(peers.KamailioOptions{
+		Config:   filepath.Join(root, "test", "bench", "kamailio", "proxy.cfg"),
+		Listen:   fmt.Sprintf("udp:127.0.0.1:%d", port),
+		Children: o.kamChildren,
+		Realm:    o.domain,
+		Password: o.password,
+		LogDir:   dir,
+	}, 15*time.Second)
+	if err != nil {
+		return fail(err)
+	}
+	defer func() {
+		if err := k.Stop(10 * time.Second); err != nil {
+			fmt.Printf("kamailio stop: %v\n", err)
+		}
+	}()
+	ver, _ := runOut("kamailio", "-v")
+	fmt.Printf("\n== %s (pid %d, %d workers, -x tlsf -m 4096) on udp:127.0.0.1:%d, proxy.cfg: tm + dialog + record_route, usrloc db_mode 0\n",
+		firstLine(ver), k.PID, o.kamChildren, port)
+	b := &bench{o: o, dir: dir, remote: fmt.Sprintf("127.0.0.1:%d", port), server: k,
+		serverCPU: func() (time.Duration, error) { return peers.TreeCPU(k.PID) }}
+	if err := b.register(); err != nil {
+		return fail(err)
+	}
+	res = b.runSteps()
+	res.ran = true
+	if res.err != nil {
+		fmt.Printf("kamailio: %v\n", res.err)
+	}
+	return res
+}
+
+// runSteps offers each rate in turn until a step is not clean, then
+// bisects between the last clean rate and that one (-refine times, to the
+// nearest 50/s), and returns the highest clean rate. Both servers get the
+// same ladder and the same refinement.
+func (b *bench) runSteps() result {
+	res := result{ran: true}
+	lastClean := true
+	fmt.Printf("%7s %5s %7s %7s %7s %6s %7s %8s %9s %8s %7s %8s %7s  %s\n",
+		"rate/s", "pairs", "calls", "ok", "uas-ok", "failed", "retrans", "achieved", "sipp-cpu%", "server%", "other%", "us/call", "rcvbuf", "verdict")
+	try := func(rate int) (bool, error) {
+		if b.server.Exited() {
+			return false, errors.New("server exited")
+		}
+		if res.steps > 0 {
+			if lastClean {
+				time.Sleep(b.o.pause)
+			} else {
+				time.Sleep(max(b.o.pause, b.o.settle))
+			}
+		}
+		res.steps++
+		s, err := b.runStep(rate)
+		if err != nil {
+			return false, err
+		}
+		verdict := "clean"
+		if !s.clean {
+			verdict = "NOT clean: " + s.why
+		}
+		fmt.Printf("%7d %5d %7d %7d %7d %6d %7d %8.0f %9.0f %8.0f %7.0f %8.0f %7d  %s\n",
+			s.rate, s.pairs, s.calls, s.ok, s.uasOK, s.failed, s.retrans, b.achieved(s),
+			pct(s.sippCPU, s.elapsed), pct(s.serverCPU, s.elapsed), pct(s.otherCPU, s.elapsed),
+			s.cpuPerCall(), s.rcvbuf, verdict)
+		lastClean = s.clean
+		if s.clean && rate > res.best {
+			res.best, res.bestCPU = rate, s.cpuPerCall()
+		}
+		return s.clean, nil
+	}
+	failedAt := 0
+	for _, rate := range b.o.rates {
+		clean, err := try(rate)
+		if err != nil {
+			res.err = err
+			return res
+		}
+		if !clean {
+			failedAt = rate
+			break
+		}
+	}
+	for i := 0; i < b.o.refine && failedAt > 0; i++ {
+		mid := (res.best + failedAt) / 2 / 50 * 50
+		if mid <= res.best || mid >= failedAt {
+			break
+		}
+		clean, err := try(mid)
+		if err != nil {
+			res.err = err
+			return res
+		}
+		if !clean {
+			failedAt = mid
+		}
+	}
+	return res
+}
+
+// achieved is the rate of successful calls over the time the callers spent
+// starting calls: their wall time less the hold of the last calls.
+func (b *bench) achieved(s step) float64 {
+	active := max(s.elapsed-b.o.hold, 100*time.Millisecond)
+	return float64(s.ok) / active.Seconds()
+}
+
+func (b *bench) runStep(rate int) (step, error) {
+	o := b.o
+	s := step{rate: rate}
+	dir := filepath.Join(b.dir, fmt.Sprintf("step-%d", rate))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return s, err
+	}
+	k := (rate + o.perClient - 1) / o.perClient
+	k = max(1, min(k, o.maxClients))
+	s.pairs = k
+	users := allUsers(o)
+	callers := users[o.maxClients:]
+	// A call lasts the hold plus its set-up; sipp gives up (and the step
+	// fails) after the offered duration plus slack.
+	bound := time.Duration(o.seconds)*time.Second*2 + o.hold + 15*time.Second
+	var uacs []peers.SippRun
+	var uas []peers.CallSipp
+	for c := 0; c < k; c++ {
+		var part []peers.Cred
+		for i := c; i < len(callers); i += k {
+			part = append(part, callers[i])
+		}
+		r := rate / k
+		if c < rate%k {
+			r++
+		}
+		calls := r * o.seconds
+		s.calls += calls
+		// Simultaneous calls: the rate times the hold and some set-up.
+		limit := max(100, int(float64(r)*(o.hold.Seconds()+3)))
+		uac, err := peers.CallSipp{
+			Name: fmt.Sprintf("uac-%d", c), Dir: dir, Scenario: "call_uac.xml", Server: b.remote,
+			Addr: callerIP(c) + ":5061", Calls: calls, Rate: r, Limit: limit,
+			Hold: holdOrZero(o.hold), Timeout: bound, RecvTimeout: o.recvTimeout,
+			Callee: users[c].User, Domain: o.domain, Callers: part, BuffSize: o.buffSize,
+		}.SippRun()
+		if err != nil {
+			return s, err
+		}
+		uacs = append(uacs, uac)
+		// Callees take any number of calls (no -m) and are stopped once
+		// the callers have ended: with -m, INVITEs of an overloaded step
+		// still arriving would use up the next step's count.
+		uas = append(uas, peers.CallSipp{
+			Name: fmt.Sprintf("uas-%d", c), Dir: dir, Scenario: "call_uas.xml", Server: b.remote,
+			Addr: calleeAddr(c), Calls: -1, Timeout: bound, RecvTimeout: o.recvTimeout, BuffSize: o.buffSize,
+		})
+	}
+	var procs []*peers.SippProc
+	var errs []error
+	for _, u := range uas {
+		r, err := u.SippRun()
+		if err == nil {
+			var p *peers.SippProc
+			if p, err = peers.StartSipp(r); err == nil {
+				procs = append(procs, p)
+			}
+		}
+		if err != nil {
+			for _, p := range procs {
+				p.Stop(0)
+			}
+			return s, err
+		}
+	}
+	rb0, _ := peers.RcvbufErrors()
+	b0, _ := peers.BusyCPU()
+	c0, _ := b.serverCPU()
+	start := time.Now()
+	uacRes, err := peers.RunSippMany(uacs)
+	s.elapsed = time.Since(start)
+	errs = append(errs, err)
+	var uasRes []*peers.SippResult
+	for _, p := range procs {
+		r, err := p.Stop(o.grace)
+		uasRes = append(uasRes, r)
+		errs = append(errs, err)
+	}
+	c1, _ := b.serverCPU()
+	b1, _ := peers.BusyCPU()
+	rb1, _ := peers.RcvbufErrors()
+	s.serverCPU = c1 - c0
+	s.rcvbuf = rb1 - rb0
+	ok, failed, retrans, created, sippCPU := peers.Sum(uacRes)
+	uasOK, uasFailed, uasRetrans, _, uasCPU := peers.Sum(uasRes)
+	s.ok, s.uasOK = ok, uasOK
+	s.failed = failed + uasFailed
+	s.retrans = retrans + uasRetrans
+	s.sippCPU = sippCPU + uasCPU
+	s.otherCPU = max(0, (b1-b0)-s.serverCPU-s.sippCPU)
+	var why []string
+	if err := errors.Join(errs...); err != nil {
+		why = append(why, "sipp: "+firstLine(err.Error()))
+	}
+	if s.failed > 0 {
+		why = append(why, fmt.Sprintf("%d failed (callers %d, callees %d)", s.failed, failed, uasFailed))
+	}
+	if s.ok < s.calls || s.uasOK != s.calls {
+		why = append(why, fmt.Sprintf("only %d/%d calls completed (callers created %d; callees %d)", s.ok, s.calls, created, s.uasOK))
+	}
+	if s.retrans > s.calls/100 {
+		why = append(why, fmt.Sprintf("%d retransmissions (> 1%%)", s.retrans))
+	}
+	if b.achieved(s) < 0.9*float64(rate) {
+		why = append(why, "offered rate not kept up")
+	}
+	s.clean = len(why) == 0
+	s.why = strings.Join(why, "; ")
+	if !s.clean {
+		for _, r := range append(uacRes, uasRes...) {
+			if r != nil && (r.Failed > 0 || r.Successful < r.Run.Calls) {
+				fmt.Printf("   %s\n", r.String())
+				if tail := peers.TailFile(r.ErrFile, 6); !strings.HasPrefix(tail, "(cannot read") {
+					fmt.Printf("   %s (tail):\n%s\n", r.ErrFile, indent(tail))
+				}
+				break
+			}
+		}
+	}
+	return s, nil
+}
+
+// holdOrZero maps a hold of 0 to CallSipp's "0, not the default".
+func holdOrZero(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+func pct(cpu, wall time.Duration) float64 {
+	if wall <= 0 {
+		return 0
+	}
+	return 100 * cpu.Seconds() / wall.Seconds()
+}
+
+func indent(s string) string {
+	lines := strings.Split(s, "\n")
+	for i := range lines {
+		if len(lines[i]) > 200 {
+			lines[i] = lines[i][:200] + "..."
+		}
+		lines[i] = "     " + lines[i]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// runOut runs a short command (bounded to 10 s) and returns its output.
+func runOut(name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	return string(out), err
+}
+
+func readTrim(p string) string {
+	b, _ := os.ReadFile(p)
+	return strings.TrimSpace(string(b))
+}
+
+func fatal(f string, a ...any) {
+	fmt.Fprintf(os.Stderr, "callbench: "+f+"\n", a...)
+	fmt.Println("ratio=n/a")
+	os.Exit(1)
+}
