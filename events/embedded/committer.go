@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble"
 
@@ -36,7 +37,9 @@ func (s *Store) run() {
 	for {
 		select {
 		case req := <-s.queue:
-			s.commit(s.collect(append(group[:0], req)))
+			g := s.collect(append(group[:0], req))
+			s.lastGroup = len(g)
+			s.commit(g)
 			// Let the callers just answered run before the next group is
 			// closed: writers that append again at once then join it,
 			// instead of splitting into two cohorts that take turns at
@@ -56,15 +59,36 @@ func (s *Store) run() {
 	}
 }
 
-// collect adds to group whatever is already queued, up to MaxBatch events.
+// collect adds to group whatever is already queued, and what arrives
+// within CommitWindow, up to MaxBatch events.
 func (s *Store) collect(group []*appendReq) []*appendReq {
 	n := len(group[0].bodies)
+	var window <-chan time.Time
+	// Only wait when appends overlap (the previous group had company):
+	// a lone writer would wait the whole window for nobody.
+	if s.opts.CommitWindow > 0 && s.lastGroup > 1 {
+		t := time.NewTimer(s.opts.CommitWindow)
+		defer t.Stop()
+		window = t.C
+	}
 	for n < s.opts.MaxBatch {
 		select {
 		case req := <-s.queue:
 			group = append(group, req)
 			n += len(req.bodies)
+			continue
 		default:
+		}
+		if window == nil {
+			return group
+		}
+		select {
+		case req := <-s.queue:
+			group = append(group, req)
+			n += len(req.bodies)
+		case <-window:
+			return group
+		case <-s.closing:
 			return group
 		}
 	}

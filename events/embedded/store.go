@@ -64,8 +64,10 @@ type Store struct {
 	tailBuf  []*eventpb.Envelope
 	versions *versionCache
 	failed   error // set when a commit failed; every later append gets it
-	scratch  []byte
-	keyBuf   []byte
+	// lastGroup is how many appends the previous group commit carried.
+	lastGroup int
+	scratch   []byte
+	keyBuf    []byte
 }
 
 var _ events.Store = (*Store)(nil)

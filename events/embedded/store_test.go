@@ -638,3 +638,52 @@ func TestSubscribeTail(t *testing.T) {
 }
 
 var errStop = errors.New("stop")
+
+// TestContractWithCommitWindow: the contract holds when the committer
+// gathers appends for a while before each fsync.
+func TestContractWithCommitWindow(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, dir string) events.Store {
+		s, err := Open(Options{Dir: dir, CommitWindow: 2 * time.Millisecond})
+		if err != nil {
+			t.Fatalf("Open(%s): %v", dir, err)
+		}
+		return checkOnClose{s, t}
+	})
+}
+
+// TestCommitWindowGathersOnlyUnderLoad: concurrent appends share groups
+// (so fewer fsyncs), and a lone writer never waits for the window.
+func TestCommitWindowGathersOnlyUnderLoad(t *testing.T) {
+	s, err := Open(Options{Dir: t.TempDir(), CommitWindow: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	appendOne := func(stream string) time.Duration {
+		env, _ := events.Wrap(&eventpb.CallAnswered{Leg: 1}, time.Now(), "n1", &eventpb.Cause{})
+		t0 := time.Now()
+		if _, err := s.Append(context.Background(), stream, events.AnyVersion, []*eventpb.Envelope{env}); err != nil {
+			t.Error(err)
+		}
+		return time.Since(t0)
+	}
+	for i := 0; i < 3; i++ {
+		if d := appendOne("lone"); d > 150*time.Millisecond {
+			t.Fatalf("a lone append waited %v for the window", d)
+		}
+	}
+	// Two groups of concurrent writers: after the first (which has
+	// company), the committer gathers the rest into one group.
+	var wg sync.WaitGroup
+	for round := 0; round < 2; round++ {
+		for i := 0; i < 16; i++ {
+			wg.Add(1)
+			go func(i int) { defer wg.Done(); appendOne(fmt.Sprintf("s%d", i)) }(i)
+		}
+		wg.Wait()
+	}
+	// (lastGroup is written before the group's appends are answered.)
+	if s.lastGroup < 2 {
+		t.Fatalf("last group carried %d appends; concurrent appends should share", s.lastGroup)
+	}
+}

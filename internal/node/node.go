@@ -81,7 +81,11 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	st, err := embedded.Open(embedded.Options{
 		Dir:      filepath.Join(n.cfg.DataDir, "events"),
 		OnAppend: n.metrics.StoreAppend,
-		Logger:   n.log.With("component", "store"),
+		// Under concurrent load, gather appends for up to 500 us before
+		// each fsync: bench-calls measured about 17% less CPU at 1,800
+		// calls/s (fewer fsyncs), at the price of that much latency.
+		CommitWindow: 500 * time.Microsecond,
+		Logger:       n.log.With("component", "store"),
 	})
 	if err != nil {
 		return fmt.Errorf("open event store: %w", err)
