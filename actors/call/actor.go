@@ -114,7 +114,9 @@ func (a *callActor) Receive(ctx actor.Context) {
 	default:
 		return
 	}
-	a.lastMsg = a.cfg.Clock.Now()
+	if tm, ok := ctx.Message().(*timerMsg); !ok || tm.kind != "linger" {
+		a.lastMsg = a.cfg.Clock.Now() // the linger timer is not activity
+	}
 	a.maybeRetire(ctx)
 }
 
@@ -1264,6 +1266,8 @@ func (a *callActor) onTimer(ctx actor.Context, m *timerMsg) {
 		a.endBySystem("session_expired", CauseRecoveryTimer, "session timer expired without a refresh")
 	case "retx-a", "retx-b":
 		a.onRetx(m.kind[5:], m.gen)
+	case "linger":
+		delete(a.timers, "linger") // maybeRetire decides
 	}
 }
 
@@ -1318,14 +1322,15 @@ func (a *callActor) maybeRetire(ctx actor.Context) {
 	if a.relay != nil || len(a.retx) > 0 {
 		return
 	}
-	if a.state.Phase == PhaseNone || a.cfg.Clock.Now().Sub(a.lastMsg) >= a.cfg.Linger {
+	quiet := a.cfg.Clock.Now().Sub(a.lastMsg)
+	if a.state.Phase == PhaseNone || quiet >= a.cfg.Linger {
 		a.retired = true
 		a.stopTimers()
 		a.m.retire(a.id, ctx.Self())
 		return
 	}
 	if a.timers["linger"] == nil {
-		a.arm("linger", a.cfg.Linger)
+		a.arm("linger", a.cfg.Linger-quiet)
 	}
 }
 

@@ -705,3 +705,22 @@ func TestReliableProvisionalAndPrackRelayed(t *testing.T) {
 		t.Fatalf("BYE to B after a PRACK: %v", b)
 	}
 }
+
+// An ended call's actor stops once it has been quiet for Linger; a late
+// message re-activates it by replay and is answered from state.
+func TestEndedCallActorRetires(t *testing.T) {
+	clk := clock.NewFake(t0)
+	r := newRig(t, memstore.New(), clk)
+	inv, _, id := r.invite("sip:bob@10.2.2.2:5080")
+	r.deliver(id, inv)
+	var binv []*sip.Request
+	var ons []func(*sip.Response, error)
+	waitFor(t, "B INVITE", func() bool { binv, ons = r.tp.sent("INVITE"); return len(binv) == 1 })
+	ons[0](respond(binv[0], 486, "Busy Here", "tb", false), nil)
+	<-inv.Done
+	if r.m.Live() != 1 {
+		t.Fatalf("%d live actors right after the end, want 1 (lingering)", r.m.Live())
+	}
+	clk.Advance(11 * time.Second)
+	waitFor(t, "actor retired", func() bool { return r.m.Live() == 0 })
+}
