@@ -78,7 +78,7 @@ func main() {
 	flag.IntVar(&o.buffSize, "buff-size", 4<<20, "sipp -buff_size (capped by net.core.rmem_max)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, sipp statistics)")
 	flag.DurationVar(&o.pause, "pause", 2*time.Second, "pause between steps")
-	flag.DurationVar(&o.settle, "settle", 12*time.Second, "pause after an unclean step, so that the server's unfinished transactions (retransmitted INVITEs) end before the next step")
+	flag.DurationVar(&o.settle, "settle", 35*time.Second, "pause after an unclean step, so that the server's unfinished transactions end before the next step (a BYE is retransmitted for up to 64*T1 = 32 s)")
 	flag.DurationVar(&o.grace, "grace", 6*time.Second, "how long callees may finish open calls once the callers ended (then they are stopped)")
 	flag.DurationVar(&o.recvTimeout, "recv-timeout", 5*time.Second, "sipp -recv_timeout: a call waiting longer for a message fails")
 	flag.StringVar(&o.tandemBin, "tandem", "", "tandem binary (default bin/tandem under the repository root)")
