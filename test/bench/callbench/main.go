@@ -26,18 +26,17 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/tandemswitch/tandem/test/bench/benchutil"
 	"github.com/tandemswitch/tandem/test/e2e/peers"
 )
 
@@ -113,7 +112,7 @@ func main() {
 	fmt.Printf("callbench: sipp call_uac.xml -> server -> call_uas.xml, digest auth (MD5, qop=auth), %d callers, hold %v, steps of %d s at %v/s\n",
 		o.users, o.hold, o.seconds, o.rates)
 	fmt.Printf("machine: %d CPUs (sipp and the server share them); net.core.rmem_max=%s; load average %s\n",
-		runtime.NumCPU(), readTrim("/proc/sys/net/core/rmem_max"), peers.LoadAvg())
+		runtime.NumCPU(), benchutil.ReadTrim("/proc/sys/net/core/rmem_max"), peers.LoadAvg())
 	fmt.Println("CPU columns are % of one core over the step (sipp = all callers and callees; other = every other process);")
 	fmt.Println("us/call = server CPU time / successful calls; rcvbuf = kernel UDP RcvbufErrors during the step.")
 
@@ -134,7 +133,7 @@ func main() {
 		}
 		switch {
 		case r.res.err != nil && r.res.steps == 0:
-			fmt.Printf("%-9s did not run: %v\n", r.name+":", firstLine(r.res.err.Error()))
+			fmt.Printf("%-9s did not run: %v\n", r.name+":", benchutil.FirstLine(r.res.err.Error()))
 		case r.res.best == 0:
 			fmt.Printf("%-9s no clean step (best clean rate 0 calls/s)\n", r.name+":")
 		default:
@@ -261,7 +260,7 @@ func benchTandem(o options, work string) (res result) {
 			fmt.Printf("tandem stop: %v\n", err)
 		}
 	}()
-	ver, _ := runOut(bin, "version")
+	ver, _ := benchutil.RunOut(bin, "version")
 	fmt.Printf("\n== tandem %s (pid %d) on udp:127.0.0.1:%d, data dir on disk: %s\n", strings.TrimSpace(ver), t.PID, sipPort, filepath.Join(dir, "data"))
 	b := &bench{o: o, dir: dir, remote: fmt.Sprintf("127.0.0.1:%d", sipPort), server: t.Proc,
 		serverCPU: func() (time.Duration, error) { return peers.ProcCPU(t.PID) }}
@@ -275,7 +274,7 @@ func benchTandem(o options, work string) (res result) {
 	if t.Exited() {
 		fmt.Printf("tandem exited during the run; log tail:\n%s\n", t.Tail(30))
 	} else if res.best == 0 {
-		fmt.Printf("tandem log (tail):\n%s\n", indent(t.Tail(10)))
+		fmt.Printf("tandem log (tail):\n%s\n", benchutil.Indent(t.Tail(10)))
 	}
 	return res
 }
@@ -312,9 +311,9 @@ func benchKamailio(o options, work string) (res result) {
 			fmt.Printf("kamailio stop: %v\n", err)
 		}
 	}()
-	ver, _ := runOut("kamailio", "-v")
+	ver, _ := benchutil.RunOut("kamailio", "-v")
 	fmt.Printf("\n== %s (pid %d, %d workers, -x tlsf -m 4096) on udp:127.0.0.1:%d, proxy.cfg: tm + dialog + record_route, usrloc db_mode 0\n",
-		firstLine(ver), k.PID, o.kamChildren, port)
+		benchutil.FirstLine(ver), k.PID, o.kamChildren, port)
 	b := &bench{o: o, dir: dir, remote: fmt.Sprintf("127.0.0.1:%d", port), server: k,
 		serverCPU: func() (time.Duration, error) { return peers.TreeCPU(k.PID) }}
 	if err := b.register(); err != nil {
@@ -359,7 +358,7 @@ func (b *bench) runSteps() result {
 		}
 		fmt.Printf("%7d %5d %7d %7d %7d %6d %7d %8.0f %9.0f %8.0f %7.0f %8.0f %7d  %s\n",
 			s.rate, s.pairs, s.calls, s.ok, s.uasOK, s.failed, s.retrans, b.achieved(s),
-			pct(s.sippCPU, s.elapsed), pct(s.serverCPU, s.elapsed), pct(s.otherCPU, s.elapsed),
+			benchutil.Pct(s.sippCPU, s.elapsed), benchutil.Pct(s.serverCPU, s.elapsed), benchutil.Pct(s.otherCPU, s.elapsed),
 			s.cpuPerCall(), s.rcvbuf, verdict)
 		lastClean = s.clean
 		if s.clean && rate > res.best {
@@ -495,7 +494,7 @@ func (b *bench) runStep(rate int) (step, error) {
 	s.otherCPU = max(0, (b1-b0)-s.serverCPU-s.sippCPU)
 	var why []string
 	if err := errors.Join(errs...); err != nil {
-		why = append(why, "sipp: "+firstLine(err.Error()))
+		why = append(why, "sipp: "+benchutil.FirstLine(err.Error()))
 	}
 	if s.failed > 0 {
 		why = append(why, fmt.Sprintf("%d failed (callers %d, callees %d)", s.failed, failed, uasFailed))
@@ -516,7 +515,7 @@ func (b *bench) runStep(rate int) (step, error) {
 			if r != nil && (r.Failed > 0 || r.Successful < r.Run.Calls) {
 				fmt.Printf("   %s\n", r.String())
 				if tail := peers.TailFile(r.ErrFile, 6); !strings.HasPrefix(tail, "(cannot read") {
-					fmt.Printf("   %s (tail):\n%s\n", r.ErrFile, indent(tail))
+					fmt.Printf("   %s (tail):\n%s\n", r.ErrFile, benchutil.Indent(tail))
 				}
 				break
 			}
@@ -531,45 +530,6 @@ func holdOrZero(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
-}
-
-func pct(cpu, wall time.Duration) float64 {
-	if wall <= 0 {
-		return 0
-	}
-	return 100 * cpu.Seconds() / wall.Seconds()
-}
-
-func indent(s string) string {
-	lines := strings.Split(s, "\n")
-	for i := range lines {
-		if len(lines[i]) > 200 {
-			lines[i] = lines[i][:200] + "..."
-		}
-		lines[i] = "     " + lines[i]
-	}
-	return strings.Join(lines, "\n")
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
-}
-
-// runOut runs a short command (bounded to 10 s) and returns its output.
-func runOut(name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
-	return string(out), err
-}
-
-func readTrim(p string) string {
-	b, _ := os.ReadFile(p)
-	return strings.TrimSpace(string(b))
 }
 
 func fatal(f string, a ...any) {

@@ -20,17 +20,16 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/tandemswitch/tandem/test/bench/benchutil"
 	"github.com/tandemswitch/tandem/test/e2e/peers"
 )
 
@@ -99,7 +98,7 @@ func main() {
 	fmt.Printf("regbench: sipp %s, digest auth (MD5, qop=auth), %d users, steps of %d s at %v/s\n",
 		filepath.Base(scenario), o.users, o.seconds, o.rates)
 	fmt.Printf("machine: %d CPUs (sipp and the server share them); net.core.rmem_max=%s; load average %s\n",
-		runtime.NumCPU(), readTrim("/proc/sys/net/core/rmem_max"), peers.LoadAvg())
+		runtime.NumCPU(), benchutil.ReadTrim("/proc/sys/net/core/rmem_max"), peers.LoadAvg())
 	fmt.Println("CPU columns are % of one core over the step (sipp = all clients; other = every other process on the machine);")
 	fmt.Println("rcvbuf = kernel UDP RcvbufErrors during the step (datagrams dropped on a full socket receive buffer).")
 
@@ -191,7 +190,7 @@ func benchTandem(o options, work, scenario string) (int, error) {
 			fmt.Printf("tandem stop: %v\n", err)
 		}
 	}()
-	ver, _ := runOut(bin, "version")
+	ver, _ := benchutil.RunOut(bin, "version")
 	fmt.Printf("\n== tandem %s (pid %d) on udp:127.0.0.1:%d, data dir on disk: %s\n", strings.TrimSpace(ver), t.PID, sipPort, filepath.Join(dir, "data"))
 	best, err := runSteps(o, dir, scenario, fmt.Sprintf("127.0.0.1:%d", sipPort), t.Proc, func() (time.Duration, error) { return peers.ProcCPU(t.PID) })
 	if regs, rerr := t.Registrations(); rerr == nil {
@@ -224,9 +223,9 @@ func benchKamailio(o options, work, scenario string) (int, error) {
 			fmt.Printf("kamailio stop: %v\n", err)
 		}
 	}()
-	ver, _ := runOut("kamailio", "-v")
+	ver, _ := benchutil.RunOut("kamailio", "-v")
 	fmt.Printf("\n== %s (pid %d, %d workers, -x tlsf -m 4096) on udp:127.0.0.1:%d, usrloc db_mode 0\n",
-		firstLine(ver), k.PID, o.kamChildren, port)
+		benchutil.FirstLine(ver), k.PID, o.kamChildren, port)
 	return runSteps(o, dir, scenario, fmt.Sprintf("127.0.0.1:%d", port), k, func() (time.Duration, error) { return peers.TreeCPU(k.PID) })
 }
 
@@ -260,7 +259,7 @@ func runSteps(o options, dir, scenario, remote string, server *peers.Proc, serve
 		}
 		fmt.Printf("%8d %7d %8d %8d %7d %8d %9.0f %9.0f %8.0f %7.0f %8d  %s\n",
 			s.rate, s.clients, s.calls, s.ok, s.failed, s.retrans, achieved,
-			pct(s.sippCPU, s.elapsed), pct(s.serverCPU, s.elapsed), pct(s.otherCPU, s.elapsed), s.rcvbuf, verdict)
+			benchutil.Pct(s.sippCPU, s.elapsed), benchutil.Pct(s.serverCPU, s.elapsed), benchutil.Pct(s.otherCPU, s.elapsed), s.rcvbuf, verdict)
 		return s.clean, nil
 	}
 	best, failedAt := 0, 0
@@ -353,7 +352,7 @@ func runStep(o options, dir, scenario, remote string, rate int, serverCPU func()
 	s.otherCPU = max(0, (b1-b0)-s.serverCPU-s.sippCPU)
 	var why []string
 	if err != nil {
-		why = append(why, "sipp: "+firstLine(err.Error()))
+		why = append(why, "sipp: "+benchutil.FirstLine(err.Error()))
 	}
 	if s.failed > 0 {
 		why = append(why, fmt.Sprintf("%d failed", s.failed))
@@ -374,52 +373,13 @@ func runStep(o options, dir, scenario, remote string, rate int, serverCPU func()
 			if r != nil && (r.Failed > 0 || r.Successful < r.Run.Calls) {
 				fmt.Printf("   %s\n", r.String())
 				if tail := peers.TailFile(r.ErrFile, 6); !strings.HasPrefix(tail, "(cannot read") {
-					fmt.Printf("   %s (tail):\n%s\n", r.ErrFile, indent(tail))
+					fmt.Printf("   %s (tail):\n%s\n", r.ErrFile, benchutil.Indent(tail))
 				}
 				break
 			}
 		}
 	}
 	return s, nil
-}
-
-func pct(cpu, wall time.Duration) float64 {
-	if wall <= 0 {
-		return 0
-	}
-	return 100 * cpu.Seconds() / wall.Seconds()
-}
-
-func indent(s string) string {
-	lines := strings.Split(s, "\n")
-	for i := range lines {
-		if len(lines[i]) > 200 {
-			lines[i] = lines[i][:200] + "..."
-		}
-		lines[i] = "     " + lines[i]
-	}
-	return strings.Join(lines, "\n")
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
-}
-
-// runOut runs a short command (bounded to 10 s) and returns its output.
-func runOut(name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
-	return string(out), err
-}
-
-func readTrim(p string) string {
-	b, _ := os.ReadFile(p)
-	return strings.TrimSpace(string(b))
 }
 
 func fatal(f string, a ...any) {
