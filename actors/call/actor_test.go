@@ -724,3 +724,44 @@ func TestEndedCallActorRetires(t *testing.T) {
 	clk.Advance(11 * time.Second)
 	waitFor(t, "actor retired", func() bool { return r.m.Live() == 0 })
 }
+
+// In-dialog INFO from the callee reaches the caller (on leg A, with
+// Tandem's next CSeq there) and its answer comes back; an UPDATE from the
+// caller reaches the callee likewise.
+func TestInfoAndUpdateRelayedBothWays(t *testing.T) {
+	r := newRig(t, memstore.New(), clock.NewFake(t0))
+	id, _, _ := r.answered()
+	info := parseReq(t, "INFO sip:"+BLegTag(id, 1)+"@127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 10.2.2.2:5080;branch=z9hG4bKinfo\n"+
+		"From: <sip:bob@example.test>;tag=tb\nTo: <sip:alice@example.test>;tag="+BLegTag(id, 1)+"\nCall-ID: "+BLegTag(id, 1)+"\nCSeq: 9 INFO\nContent-Length: 0\n\n")
+	tx := &fakeTx{}
+	done := make(chan struct{})
+	r.deliver(id, &InDialog{Req: info, Tx: tx, Side: "b", Leg: 1, Done: done})
+	var out []*sip.Request
+	var ons []func(*sip.Response, error)
+	waitFor(t, "INFO to A", func() bool { out, ons = r.tp.sent("INFO"); return len(out) == 1 })
+	if out[0].CallID().Value() != "ca@10.1.1.1" || out[0].CSeq().SeqNo != 1 || out[0].Recipient.Host != "10.1.1.1" {
+		t.Fatalf("INFO to A: %s", out[0])
+	}
+	ons[0](respond(out[0], 200, "OK", "", false), nil)
+	<-done
+	if c := tx.codes(); len(c) != 1 || c[0] != 200 {
+		t.Fatalf("INFO answered %v", c)
+	}
+	upd := parseReq(t, "UPDATE sip:"+ALegTag(id)+"@127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5070;branch=z9hG4bKupd\n"+
+		"From: <sip:alice@example.test>;tag=fa\nTo: <sip:bob@example.test>;tag="+ALegTag(id)+"\nCall-ID: ca@10.1.1.1\nCSeq: 5 UPDATE\nContent-Length: 0\n\n")
+	tx2 := &fakeTx{}
+	done2 := make(chan struct{})
+	r.deliver(id, &InDialog{Req: upd, Tx: tx2, Side: "a", Done: done2})
+	waitFor(t, "UPDATE to B", func() bool { out, ons = r.tp.sent("UPDATE"); return len(out) == 1 })
+	if out[0].CallID().Value() != BLegTag(id, 1) || out[0].CSeq().SeqNo != 2 {
+		t.Fatalf("UPDATE to B: %s", out[0])
+	}
+	ons[0](respond(out[0], 200, "OK", "tb", false), nil)
+	<-done2
+	if c := tx2.codes(); len(c) != 1 || c[0] != 200 {
+		t.Fatalf("UPDATE answered %v", c)
+	}
+	if got := r.types(id); strings.Join(got[5:], " ") != "InDialogRelayed InDialogRelayed" {
+		t.Fatalf("events %v", got)
+	}
+}
