@@ -93,6 +93,12 @@ type Gateway struct {
 	serving   sync.WaitGroup
 }
 
+// udpReadLoops is how many of sipgo's read loops serve each UDP socket.
+// A read loop parses every datagram that does not take the fast path
+// (INVITE, ACK, responses) before handing it on, so one loop is a serial
+// section that capped a node at about one core of call handling.
+const udpReadLoops = 3
+
 // Methods we implement, for Allow headers.
 var allowed = []string{"REGISTER", "OPTIONS", "INVITE", "ACK", "CANCEL", "BYE", "UPDATE", "INFO", "PRACK"}
 
@@ -184,8 +190,10 @@ func (g *Gateway) Start() error {
 		go g.fastWorker()
 	}
 	for _, pc := range g.packets {
-		g.serving.Add(1)
-		go func(pc net.PacketConn) { defer g.serving.Done(); _ = g.srv.ServeUDP(pc) }(pc)
+		for i := 0; i < udpReadLoops; i++ {
+			g.serving.Add(1)
+			go func(pc net.PacketConn) { defer g.serving.Done(); _ = g.srv.ServeUDP(pc) }(pc)
+		}
 	}
 	for _, ln := range g.listeners {
 		g.serving.Add(1)
