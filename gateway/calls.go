@@ -88,7 +88,14 @@ func (g *Gateway) Request(req *sip.Request, on func(*sip.Response, error)) error
 					final = true
 				}
 				on(res, nil)
-				if final && !req.IsInvite() {
+				if final {
+					// Nothing more comes on Responses: a retransmitted
+					// 2xx to an INVITE goes to OnRetransmission (and,
+					// once the transaction is gone, to the stray
+					// handler). Returning here matters: an INVITE's
+					// transaction lives 32 s after its 2xx (Timer M), and
+					// a goroutine held that long per call was tens of
+					// thousands of stacks for the GC to scan under load.
 					return
 				}
 			case <-tx.Done():
