@@ -46,6 +46,14 @@ type relay struct {
 	method string
 }
 
+// owedAck is a far side's 2xx whose ACK waits for the answer in the
+// requesting side's ACK (inCSeq: the requester's INVITE CSeq).
+type owedAck struct {
+	res    *sip.Response
+	leg    *Leg // the answering leg, for the initial INVITE; nil for a relay
+	inCSeq uint32
+}
+
 // retx is a 2xx to an INVITE Tandem keeps retransmitting until its ACK.
 type retx struct {
 	res      *sip.Response
@@ -73,6 +81,10 @@ type callActor struct {
 	relay    *relay
 	relaySeq uint64
 	retx     map[string]*retx // by side
+	// owed: 2xx answers to an INVITE that carried no offer (delayed offer,
+	// RFC 3261 13.2.1): the far side's ACK must carry the answer, which
+	// comes in the ACK of the side named by the key.
+	owed map[string]*owedAck
 	timers   map[string]clock.Timer
 	timerGen uint64
 	lastMsg  time.Time
@@ -80,7 +92,8 @@ type callActor struct {
 }
 
 func newCallActor(m *Manager, id string) *callActor {
-	return &callActor{m: m, cfg: &m.cfg, id: id, state: NewState(id), retx: map[string]*retx{}, timers: map[string]clock.Timer{}}
+	return &callActor{m: m, cfg: &m.cfg, id: id, state: NewState(id), retx: map[string]*retx{}, timers: map[string]clock.Timer{},
+		owed: map[string]*owedAck{}}
 }
 
 // Receive handles one message.
@@ -528,12 +541,14 @@ func (a *callActor) onPrack(m *InDialog) {
 func (a *callActor) legAnswered(ctx actor.Context, l *Leg, res *sip.Response) {
 	st := a.state
 	if st.Phase == PhaseAnswered && st.Winner == l.N {
-		a.ackLeg(l, res) // a retransmitted 2xx: ACK it again (13.2.2.4)
+		if a.owed["a"] == nil || a.owed["a"].leg == nil {
+			a.ackLeg(l, res, nil, "") // a retransmitted 2xx: ACK it again (13.2.2.4)
+		}
 		return
 	}
 	if st.Phase != PhaseTrying || !l.Pending() {
 		if l.Answered != nil {
-			a.ackLeg(l, res)
+			a.ackLeg(l, res, nil, "")
 			return
 		}
 		// Another leg won, or the call is over: ACK then BYE this one
@@ -565,7 +580,13 @@ func (a *callActor) legAnswered(ctx actor.Context, l *Leg, res *sip.Response) {
 	if a.cfg.Metrics != nil {
 		a.cfg.Metrics.CallAnswered(a.state.AnswerAt.Sub(a.state.StartedAt))
 	}
-	a.ackLeg(l, res)
+	if len(a.state.Started.GetOffer()) == 0 {
+		// Delayed offer: the 2xx carries the callee's offer and the
+		// caller's ACK the answer, which the callee's ACK must carry.
+		a.owed["a"] = &owedAck{res: res, leg: l, inCSeq: a.state.Started.GetALeg().GetCseq()}
+	} else {
+		a.ackLeg(l, res, nil, "")
+	}
 	for _, o := range a.state.Legs {
 		if o.N != l.N && o.Pending() {
 			a.cancelLeg(o)
@@ -693,7 +714,7 @@ func (a *callActor) fail(ctx actor.Context, why string, code uint32, reason stri
 
 // ackLeg ACKs a 2xx on leg l (a new transaction, 13.2.2.4), along the
 // route set of the answer.
-func (a *callActor) ackLeg(l *Leg, res *sip.Response) {
+func (a *callActor) ackLeg(l *Leg, res *sip.Response, body []byte, ctype string) {
 	at := l.Attempt
 	target := at.RequestUri
 	if c := res.Contact(); c != nil {
@@ -710,7 +731,7 @@ func (a *callActor) ackLeg(l *Leg, res *sip.Response) {
 	m.h("To", res.To().Value())
 	m.h("Call-ID", at.CallId)
 	m.h("CSeq", fmt.Sprintf("%d ACK", res.CSeq().SeqNo))
-	req, err := m.request("", nil)
+	req, err := m.request(ctype, body)
 	if err == nil {
 		err = a.cfg.Transport.Write(req)
 	}
@@ -721,7 +742,7 @@ func (a *callActor) ackLeg(l *Leg, res *sip.Response) {
 
 // ackAndBye ACKs a 2xx that must not become a call, then hangs it up.
 func (a *callActor) ackAndBye(l *Leg, res *sip.Response) {
-	a.ackLeg(l, res)
+	a.ackLeg(l, res, nil, "")
 	target := l.Attempt.RequestUri
 	if c := res.Contact(); c != nil {
 		target = c.Address.String()
@@ -888,9 +909,37 @@ func sideOf(by string) string {
 }
 
 func (a *callActor) onAck(m *InDialog) {
-	if r := a.retx[m.Side]; r != nil && r.res.CSeq() != nil && m.Req.CSeq() != nil && r.res.CSeq().SeqNo == m.Req.CSeq().SeqNo {
+	if m.Req.CSeq() == nil {
+		return
+	}
+	if r := a.retx[m.Side]; r != nil && r.res.CSeq() != nil && r.res.CSeq().SeqNo == m.Req.CSeq().SeqNo {
 		a.stopRetx(m.Side)
 	}
+	if o := a.owed[m.Side]; o != nil && o.inCSeq == m.Req.CSeq().SeqNo {
+		a.payOwed(m.Side, m.Req.Body(), contentType(m.Req))
+	}
+}
+
+// payOwed sends the ACK owed to the side opposite to side, carrying body
+// (the answer; nil when the call ends without one).
+func (a *callActor) payOwed(side string, body []byte, ctype string) {
+	o := a.owed[side]
+	if o == nil {
+		return
+	}
+	delete(a.owed, side)
+	if o.leg != nil {
+		a.ackLeg(o.leg, o.res, body, ctype)
+		return
+	}
+	a.ackRelayedWith(o.res, otherSide(side), body, ctype)
+}
+
+func otherSide(side string) string {
+	if side == "a" {
+		return "b"
+	}
+	return "a"
 }
 
 // onBye ends an answered call: CallEnded is durable, then 200 to the
@@ -922,6 +971,8 @@ func (a *callActor) afterEnd(from string) {
 	e := a.state.Ended
 	a.stopRetx("a")
 	a.stopRetx("b")
+	a.payOwed("a", nil, "")
+	a.payOwed("b", nil, "")
 	a.disarm("session")
 	var hdrs []string
 	if e.By == "system" {
@@ -1002,9 +1053,19 @@ func (a *callActor) startRelay(m *InDialog, req *sip.Request, side string) {
 func (a *callActor) onRelayResponse(ctx actor.Context, m *relayResponse) {
 	r := a.relay
 	if m.res != nil && m.res.StatusCode >= 200 && m.res.StatusCode < 300 && m.res.CSeq() != nil && m.res.CSeq().MethodName == sip.INVITE {
-		// Every 2xx to a relayed re-INVITE is ACKed at once, even a
-		// retransmission arriving after the relay is done.
-		a.ackRelayed(m.res, r)
+		switch {
+		case r != nil && r.seq == m.seq && len(r.offer) == 0:
+			// A re-INVITE without an offer: the ACK carries the answer,
+			// which comes in the requester's ACK.
+			a.owed[r.side] = &owedAck{res: m.res, inCSeq: r.in.CSeq().SeqNo}
+		case a.owed["a"] != nil && a.owed["a"].res.CSeq().SeqNo == m.res.CSeq().SeqNo && a.owed["a"].leg == nil,
+			a.owed["b"] != nil && a.owed["b"].res.CSeq().SeqNo == m.res.CSeq().SeqNo && a.owed["b"].leg == nil:
+			// a retransmission of a 2xx whose ACK is still owed
+		default:
+			// Every other 2xx to a relayed re-INVITE is ACKed at once,
+			// even a retransmission arriving after the relay is done.
+			a.ackRelayed(m.res, r)
+		}
 	}
 	if r == nil || r.seq != m.seq {
 		return
@@ -1077,12 +1138,17 @@ func (a *callActor) ackRelayed(res *sip.Response, r *relay) {
 			side = s
 		}
 	}
+	a.ackRelayedWith(res, side, nil, "")
+}
+
+// ackRelayedWith ACKs, on side, a 2xx to a re-INVITE Tandem relayed there.
+func (a *callActor) ackRelayedWith(res *sip.Response, side string, body []byte, ctype string) {
 	var req *sip.Request
 	var err error
 	if side == "b" {
-		req, err = a.requestToB("ACK", res.CSeq().SeqNo, nil, "", nil)
+		req, err = a.requestToB("ACK", res.CSeq().SeqNo, body, ctype, nil)
 	} else {
-		req, err = a.requestToA("ACK", res.CSeq().SeqNo, nil, "", nil)
+		req, err = a.requestToA("ACK", res.CSeq().SeqNo, body, ctype, nil)
 	}
 	if err == nil {
 		_ = a.cfg.Transport.Write(req)

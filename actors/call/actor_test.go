@@ -765,3 +765,50 @@ func TestInfoAndUpdateRelayedBothWays(t *testing.T) {
 		t.Fatalf("events %v", got)
 	}
 }
+
+// Delayed offer (RFC 3261 13.2.1): the caller's INVITE has no SDP, the
+// callee's 2xx carries the offer, and the callee's ACK waits for the
+// answer the caller's ACK brings.
+func TestDelayedOfferAnswerCarriedInAck(t *testing.T) {
+	r := newRig(t, memstore.New(), clock.NewFake(t0))
+	raw := "INVITE sip:bob@example.test SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5070;branch=z9hG4bKd1\r\nMax-Forwards: 70\r\n" +
+		"From: <sip:alice@example.test>;tag=fd\r\nTo: <sip:bob@example.test>\r\nCall-ID: cd@10.1.1.1\r\n" +
+		"CSeq: 1 INVITE\r\nContact: <sip:alice@10.1.1.1:5070>\r\nContent-Length: 0\r\n\r\n"
+	msg, err := sip.ParseMessage([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := msg.(*sip.Request)
+	req.SetTransport("UDP")
+	req.SetSource("10.1.1.1:5070")
+	id := IDFor("cd@10.1.1.1", "fd", 1)
+	inv := &Invite{Req: req, Tx: &fakeTx{}, Caller: "sip:alice@example.test", Callee: "sip:bob@example.test",
+		Targets: []string{"sip:bob@10.2.2.2:5080"}, Done: make(chan struct{})}
+	r.deliver(id, inv)
+	var binv []*sip.Request
+	var ons []func(*sip.Response, error)
+	waitFor(t, "B INVITE", func() bool { binv, ons = r.tp.sent("INVITE"); return len(binv) == 1 })
+	if len(binv[0].Body()) != 0 {
+		t.Fatal("B INVITE carries a body the caller never sent")
+	}
+	ons[0](respond(binv[0], 200, "OK", "tb", true), nil)
+	<-inv.Done
+	time.Sleep(20 * time.Millisecond)
+	if n := len(r.tp.written("ACK")); n != 0 {
+		t.Fatalf("callee ACKed before the caller's answer came (%d ACKs)", n)
+	}
+	answer := strings.ReplaceAll(sdpOffer, "\n", "\r\n")
+	ackRaw := "ACK sip:" + ALegTag(id) + "@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5070;branch=z9hG4bKd2\r\n" +
+		"From: <sip:alice@example.test>;tag=fd\r\nTo: <sip:bob@example.test>;tag=" + ALegTag(id) + "\r\nCall-ID: cd@10.1.1.1\r\n" +
+		"CSeq: 1 ACK\r\nContent-Type: application/sdp\r\n" + fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(answer), answer)
+	amsg, err := sip.ParseMessage([]byte(ackRaw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.deliver(id, &InDialog{Req: amsg.(*sip.Request), Side: "a"})
+	waitFor(t, "ACK to B", func() bool { return len(r.tp.written("ACK")) == 1 })
+	ack := r.tp.written("ACK")[0].(*sip.Request)
+	if string(ack.Body()) != answer || ack.CallID().Value() != BLegTag(id, 1) {
+		t.Fatalf("ACK to B: %s", ack)
+	}
+}
