@@ -84,7 +84,7 @@ type callActor struct {
 	// owed: 2xx answers to an INVITE that carried no offer (delayed offer,
 	// RFC 3261 13.2.1): the far side's ACK must carry the answer, which
 	// comes in the ACK of the side named by the key.
-	owed map[string]*owedAck
+	owed     map[string]*owedAck
 	timers   map[string]clock.Timer
 	timerGen uint64
 	lastMsg  time.Time
