@@ -173,6 +173,16 @@ func (a *callActor) recover(ctx actor.Context) {
 		a.fail(ctx, "error", 487, "Request Terminated", CauseTemporary, "call recovered after a restart while ringing", nil)
 	case PhaseAnswered:
 		a.armSession()
+		// The 2xx to the caller may not have been ACKed before the crash:
+		// retransmit it for what is left of 64*T1 after the answer
+		// (B2BUA-PITFALLS 2). If the ACK did come, the caller ACKs the
+		// retransmission again (13.2.2.4), which stops it.
+		if left := a.state.AnswerAt.Add(64 * a.cfg.T1).Sub(a.cfg.Clock.Now()); left > 0 {
+			if ok := a.okToA(); ok != nil {
+				a.startRetx("a", ok)
+				a.retx["a"].deadline = a.state.AnswerAt.Add(64 * a.cfg.T1)
+			}
+		}
 	}
 }
 

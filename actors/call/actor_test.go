@@ -812,3 +812,33 @@ func TestDelayedOfferAnswerCarriedInAck(t *testing.T) {
 		t.Fatalf("ACK to B: %s", ack)
 	}
 }
+
+// A call answered just before a crash gets its 2xx retransmission
+// re-armed from the events; the caller's ACK stops it.
+func TestOKRetransmissionReArmedAfterRestart(t *testing.T) {
+	st := memstore.New()
+	clk := clock.NewFake(t0)
+	r := newRig(t, st, clk)
+	id, _, _ := r.answered()
+	r.m.Stop()
+	clk.Advance(2 * time.Second)
+	r2 := newRig(t, st.Reopened(), clk)
+	if err := r2.m.Activate(id); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "retransmission armed", func() bool { return clk.Pending() > 0 })
+	clk.Advance(600 * time.Millisecond)
+	waitFor(t, "200 retransmitted", func() bool { return len(r2.tp.written("200")) == 1 })
+	ack := parseReq(t, "ACK sip:"+ALegTag(id)+"@127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5070;branch=z9hG4bKack2\n"+
+		"From: <sip:alice@example.test>;tag=fa\nTo: <sip:bob@example.test>;tag="+ALegTag(id)+"\nCall-ID: ca@10.1.1.1\nCSeq: 2 ACK\nContent-Length: 0\n\n")
+	r2.deliver(id, &InDialog{Req: ack, Side: "a"})
+	time.Sleep(20 * time.Millisecond)
+	clk.Advance(40 * time.Second)
+	time.Sleep(20 * time.Millisecond)
+	if n := len(r2.tp.written("200")); n != 1 {
+		t.Fatalf("200 retransmitted %d times after the ACK", n)
+	}
+	if b, _ := r2.tp.sent("BYE"); len(b) != 0 {
+		t.Fatal("the call was ended although the ACK came")
+	}
+}
