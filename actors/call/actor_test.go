@@ -842,3 +842,31 @@ func TestOKRetransmissionReArmedAfterRestart(t *testing.T) {
 		t.Fatal("the call was ended although the ACK came")
 	}
 }
+
+// The caller asks for a session timer the callee ignores: Tandem answers
+// with it (refresher=uac) and ends the call if the caller never refreshes.
+func TestCallersSessionTimerHonouredWhenCalleeIgnoresIt(t *testing.T) {
+	clk := clock.NewFake(t0)
+	r := newRig(t, memstore.New(), clk)
+	inv, atx, id := r.invite("sip:bob@10.2.2.2:5080")
+	inv.Req.AppendHeader(sip.NewHeader("Session-Expires", "90"))
+	inv.Req.AppendHeader(sip.NewHeader("Supported", "timer"))
+	r.deliver(id, inv)
+	var binv []*sip.Request
+	var ons []func(*sip.Response, error)
+	waitFor(t, "B INVITE", func() bool { binv, ons = r.tp.sent("INVITE"); return len(binv) == 1 })
+	if headerValue(binv[0], "Session-Expires") != "90" {
+		t.Fatalf("Session-Expires not passed to the callee: %s", binv[0])
+	}
+	ons[0](respond(binv[0], 200, "OK", "tb", true), nil)
+	<-inv.Done
+	if v := headerValue(atx.last(), "Session-Expires"); v != "90;refresher=uac" {
+		t.Fatalf("200 to A: Session-Expires %q", v)
+	}
+	ack := parseReq(t, "ACK sip:"+ALegTag(id)+"@127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5070;branch=z9hG4bKack3\n"+
+		"From: <sip:alice@example.test>;tag=fa\nTo: <sip:bob@example.test>;tag="+ALegTag(id)+"\nCall-ID: ca@10.1.1.1\nCSeq: 2 ACK\nContent-Length: 0\n\n")
+	r.deliver(id, &InDialog{Req: ack, Side: "a"})
+	waitFor(t, "ACK taken", func() bool { return clk.Pending() == 1 })
+	clk.Advance(61 * time.Second) // 90 - min(32, 30) = 60 s
+	waitFor(t, "BYE on both legs", func() bool { b, _ := r.tp.sent("BYE"); return len(b) == 2 })
+}

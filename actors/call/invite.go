@@ -379,12 +379,18 @@ func (a *callActor) okToA() *sip.Response {
 	ans := l.Answered
 	res := a.responseToA(int(ans.Code), "OK", ans.Sdp, ans.ContentType)
 	res.AppendHeader(sip.NewHeader("Allow", allowMethods))
-	if ans.SessionExpires > 0 {
+	switch {
+	case ans.SessionExpires > 0:
 		ref := ans.Refresher
 		if ref == "" {
 			ref = "uas"
 		}
 		res.AppendHeader(sip.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=%s", ans.SessionExpires, ref)))
+		res.AppendHeader(sip.NewHeader("Require", "timer"))
+	case a.state.Started.GetSessionExpires() > 0:
+		// The callee did not take up the caller's session timer: Tandem
+		// runs it with the caller (RFC 4028 9), who refreshes.
+		res.AppendHeader(sip.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=uac", a.state.Started.GetSessionExpires())))
 		res.AppendHeader(sip.NewHeader("Require", "timer"))
 	}
 	return res

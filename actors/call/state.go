@@ -176,6 +176,9 @@ func (s *State) Apply(version uint64, t time.Time, ev proto.Message) error {
 			return fmt.Errorf("call %s: CallAnswered(leg %d) at phase %s", s.ID, e.Leg, s.Phase)
 		}
 		s.Phase, s.Winner, s.AnswerAt, s.RefreshedAt = PhaseAnswered, e.Leg, t, t
+		if s.SessionInterval == 0 && s.Started.GetSessionExpires() > 0 {
+			s.SessionInterval = s.Started.GetSessionExpires() // the caller's own timer
+		}
 	case *eventpb.InDialogRelayed:
 		s.Relayed[relayKey(e.FromSide, e.Method, e.InCseq)] = e
 		if e.FromSide == "a" {
