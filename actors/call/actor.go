@@ -88,6 +88,9 @@ type callActor struct {
 	timerGen uint64
 	lastMsg  time.Time
 	retired  bool
+	// loaded: the stream has been read (or skipped for a new call's first
+	// INVITE: optimistic).
+	loaded, optimistic bool
 }
 
 func newCallActor(m *Manager, id string) *callActor {
@@ -97,18 +100,17 @@ func newCallActor(m *Manager, id string) *callActor {
 
 // Receive handles one message.
 func (a *callActor) Receive(ctx actor.Context) {
-	switch msg := ctx.Message().(type) {
-	case *actor.Started:
-		a.broken = a.load()
-		if a.broken == nil {
-			a.recover(ctx)
-		}
-		if a.state.Phase == PhaseNone {
-			return // a new call: its first message follows
-		}
+	switch ctx.Message().(type) {
+	case *recoverMsg, *Invite, *InDialog, *Cancel, *Stray, *legResponse, *relayResponse, *timerMsg:
 	case *actor.Stopping:
 		a.stopTimers()
 		return
+	default:
+		return // Started and other system messages: the stream is read with the first message
+	}
+	a.ensureLoaded(ctx)
+	switch msg := ctx.Message().(type) {
+	case *recoverMsg:
 	case *Invite:
 		a.onInvite(ctx, msg)
 	case *InDialog:
@@ -130,6 +132,29 @@ func (a *callActor) Receive(ctx actor.Context) {
 		a.lastMsg = a.cfg.Clock.Now() // the linger timer is not activity
 	}
 	a.maybeRetire(ctx)
+}
+
+// recoverMsg activates a call after a restart (Manager.Activate).
+type recoverMsg struct{}
+
+// ensureLoaded replays the stream before the first message is handled and
+// reconciles the call with the world (recover). A first INVITE skips the
+// read: a new call's stream is empty, and the append of CallStarted with
+// "no stream" as the expected version proves it (optimistic; a
+// retransmission after a restart finds the stream there, see onInvite).
+func (a *callActor) ensureLoaded(ctx actor.Context) {
+	if a.loaded {
+		return
+	}
+	a.loaded = true
+	if _, ok := ctx.Message().(*Invite); ok {
+		a.optimistic = true
+		return
+	}
+	a.broken = a.load()
+	if a.broken == nil {
+		a.recover(ctx)
+	}
 }
 
 // load replays the call's stream.

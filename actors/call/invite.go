@@ -5,6 +5,7 @@ package call
 // CANCEL in both directions.
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tandemswitch/tandem/events"
 	"github.com/tandemswitch/tandem/events/eventpb"
 )
 
@@ -78,9 +80,24 @@ func (a *callActor) onInvite(ctx actor.Context, m *Invite) {
 	}
 	a.aReq, a.aTx, a.aDone = m.Req, m.Tx, m.Done
 	if err := a.persist(causeOf(m.Req), evs...); err != nil {
+		if a.optimistic && a.state.Version == 0 && errors.Is(err, events.ErrVersionConflict) {
+			// The stream was there after all: a retransmission of an
+			// INVITE taken before a restart. Read it, then answer from it.
+			a.aReq, a.aTx, a.aDone, a.optimistic = nil, nil, nil, false
+			a.state, a.broken = NewState(a.id), nil
+			if a.broken = a.load(); a.broken == nil {
+				a.recover(ctx)
+				a.answerFromState(m)
+				return
+			}
+			a.respondTo(m.Tx, m.Req, 500, "Server Internal Error", nil)
+			closeDone(m.Done)
+			return
+		}
 		a.respondA(500, "Server Internal Error", nil, "", nil)
 		return
 	}
+	a.optimistic = false
 	if a.cfg.Metrics != nil {
 		a.cfg.Metrics.CallAttempt()
 	}

@@ -183,7 +183,7 @@ func (m *Manager) Deliver(id string, msg any) error {
 
 // Activate starts call id's actor (recovery after a restart re-arms its
 // timers, or ends a call that was ringing).
-func (m *Manager) Activate(id string) error { return m.Deliver(id, nil) }
+func (m *Manager) Activate(id string) error { return m.Deliver(id, &recoverMsg{}) }
 
 // Live is the number of live activations.
 func (m *Manager) Live() int {
