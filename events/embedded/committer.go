@@ -110,6 +110,7 @@ func (s *Store) commit(group []*appendReq) {
 	pos := s.head.Load()
 	published := s.tailBuf[:0]
 	pending := make(map[string]uint64, len(group)) // versions written by this group
+	var created []string                            // streams this group creates
 	nAccepted := 0
 	outcomes := make([]appendOutcome, len(group))
 	for i, req := range group {
@@ -119,6 +120,9 @@ func (s *Store) commit(group []*appendReq) {
 			if cur, err = s.streamVersion(req.stream); err != nil {
 				outcomes[i].err = err
 				continue
+			}
+			if cur == 0 && len(req.bodies) > 0 && (req.expected == events.AnyVersion || req.expected == 0) {
+				created = append(created, req.stream)
 			}
 		}
 		if req.expected != events.AnyVersion && uint64(req.expected) != cur {
@@ -157,6 +161,9 @@ func (s *Store) commit(group []*appendReq) {
 		for stream, v := range pending {
 			s.versions.put(stream, v)
 		}
+		for _, stream := range created {
+			s.streams.add(stream)
+		}
 		s.tail.push(published)
 		s.tailBuf = published[:0]
 		s.publish(pos)
@@ -182,6 +189,9 @@ func (s *Store) publish(head uint64) {
 func (s *Store) streamVersion(stream string) (uint64, error) {
 	if v, ok := s.versions.get(stream); ok {
 		return v, nil
+	}
+	if !s.streams.mayContain(stream) {
+		return 0, nil // certainly new: no Pebble iterator needed
 	}
 	prefix := streamPrefix(nil, stream)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: upperBound(prefix)})

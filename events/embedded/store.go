@@ -63,6 +63,7 @@ type Store struct {
 	// Owned by the committer goroutine only.
 	tailBuf  []*eventpb.Envelope
 	versions *versionCache
+	streams  *streamSet // every stream name in the store (a Bloom filter)
 	failed   error // set when a commit failed; every later append gets it
 	// lastGroup is how many appends the previous group commit carried.
 	lastGroup int
@@ -131,6 +132,9 @@ func open(opts Options) (*Store, error) {
 	if err == nil {
 		err = s.checkFormat(head)
 	}
+	if err == nil {
+		s.streams, err = s.loadStreams()
+	}
 	if err != nil {
 		_ = db.Close()
 		return nil, err
@@ -155,6 +159,34 @@ func mkdirDurable(dir string) error {
 	}
 	defer parent.Close()
 	return parent.Sync()
+}
+
+// loadStreams builds the set of stream names from the stream index,
+// visiting one key per stream (it seeks past each stream's versions).
+func (s *Store) loadStreams() (*streamSet, error) {
+	set := newStreamSet(1 << 16)
+	lo := []byte{prefixStream}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: upperBound(lo)})
+	if err != nil {
+		return nil, fmt.Errorf("embedded: list streams: %w", err)
+	}
+	defer it.Close()
+	for ok := it.First(); ok; {
+		stream, _, valid := parseStreamKey(it.Key())
+		if !valid {
+			return nil, fmt.Errorf("%w: stream index key %x does not parse", events.ErrCorrupt, it.Key())
+		}
+		set.add(stream)
+		next := upperBound(streamPrefix(nil, stream))
+		if next == nil {
+			break
+		}
+		ok = it.SeekGE(next)
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("embedded: list streams: %w", err)
+	}
+	return set, nil
 }
 
 // lastPosition finds the last 'e' key: the head at Open.
