@@ -110,7 +110,7 @@ func (s *Store) commit(group []*appendReq) {
 	pos := s.head.Load()
 	published := s.tailBuf[:0]
 	pending := make(map[string]uint64, len(group)) // versions written by this group
-	var created []string                            // streams this group creates
+	var created []string                           // streams this group creates
 	nAccepted := 0
 	outcomes := make([]appendOutcome, len(group))
 	for i, req := range group {

@@ -64,7 +64,7 @@ type Store struct {
 	tailBuf  []*eventpb.Envelope
 	versions *versionCache
 	streams  *streamSet // every stream name in the store (a Bloom filter)
-	failed   error // set when a commit failed; every later append gets it
+	failed   error      // set when a commit failed; every later append gets it
 	// lastGroup is how many appends the previous group commit carried.
 	lastGroup int
 	scratch   []byte
