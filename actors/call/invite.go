@@ -108,21 +108,7 @@ func (a *callActor) onInvite(ctx actor.Context, m *Invite) {
 }
 
 func (a *callActor) sendLegInvite(l *Leg) {
-	st := a.state.Started
-	at := l.Attempt
-	m := newMsg("INVITE", at.RequestUri)
-	m.h("Via", at.Via)
-	m.h("Max-Forwards", strconv.Itoa(int(st.MaxForwards)))
-	m.h("From", at.From)
-	m.h("To", at.To)
-	m.h("Call-ID", at.CallId)
-	m.h("CSeq", fmt.Sprintf("%d INVITE", at.Cseq))
-	m.h("Contact", a.cfg.Transport.Local().contact(at.LocalTag))
-	m.h("Allow", allowMethods)
-	if a.aReq != nil {
-		copyHeaders(m, a.aReq, true, "Allow")
-	}
-	req, err := m.request(st.OfferType, st.Offer)
+	req, err := a.legInvite(l)
 	if err != nil {
 		a.deliverLater(&legResponse{leg: l.N, err: err})
 		return
@@ -133,6 +119,67 @@ func (a *callActor) sendLegInvite(l *Leg) {
 	}); err != nil {
 		a.deliverLater(&legResponse{leg: n, err: err})
 	}
+}
+
+// legInvite builds leg l's INVITE from typed headers (the one message of a
+// call built this way rather than as text parsed back: it is the largest,
+// and building it was 5% of a call's CPU). It says exactly what
+// LegAttempted recorded: the same Via, From, To and Call-ID that CANCEL,
+// ACK and BYE are later built from as text.
+func (a *callActor) legInvite(l *Leg) (*sip.Request, error) {
+	st := a.state.Started
+	at := l.Attempt
+	var target, caller, callee sip.Uri
+	if err := sip.ParseUri(at.RequestUri, &target); err != nil {
+		return nil, fmt.Errorf("leg %d target %q: %w", l.N, at.RequestUri, err)
+	}
+	if err := sip.ParseUri(st.Caller, &caller); err != nil {
+		return nil, fmt.Errorf("caller %q: %w", st.Caller, err)
+	}
+	if err := sip.ParseUri(st.Callee, &callee); err != nil {
+		return nil, fmt.Errorf("callee %q: %w", st.Callee, err)
+	}
+	local := a.cfg.Transport.Local()
+	tr := strings.ToUpper(local.Transport)
+	if tr == "" {
+		tr = "UDP"
+	}
+	req := sip.NewRequest(sip.INVITE, target)
+	req.AppendHeader(&sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: tr, Host: local.Host, Port: local.Port,
+		Params: sip.HeaderParams{{K: "branch", V: at.Branch}, {K: "rport", V: ""}}})
+	mf := sip.MaxForwardsHeader(st.MaxForwards)
+	req.AppendHeader(&mf)
+	req.AppendHeader(&sip.FromHeader{Address: caller, Params: sip.HeaderParams{{K: "tag", V: at.LocalTag}}})
+	req.AppendHeader(&sip.ToHeader{Address: callee, Params: sip.NewParams()})
+	cid := sip.CallIDHeader(at.CallId)
+	req.AppendHeader(&cid)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: at.Cseq, MethodName: sip.INVITE})
+	contact := sip.Uri{Scheme: "sip", User: at.LocalTag, Host: local.Host, Port: local.Port}
+	if tr != "UDP" {
+		contact.UriParams = sip.HeaderParams{{K: "transport", V: strings.ToLower(tr)}}
+	}
+	req.AppendHeader(&sip.ContactHeader{Address: contact})
+	req.AppendHeader(sip.NewHeader("Allow", allowMethods))
+	if a.aReq != nil {
+		var m msg
+		copyHeaders(&m, a.aReq, true, "Allow")
+		for _, line := range strings.Split(m.b.String(), "\r\n") {
+			if name, value, ok := strings.Cut(line, ": "); ok {
+				req.AppendHeader(sip.NewHeader(name, value))
+			}
+		}
+	}
+	if len(st.Offer) > 0 {
+		if st.OfferType != "" {
+			ct := sip.ContentTypeHeader(st.OfferType)
+			req.AppendHeader(&ct)
+		}
+		req.SetBody(st.Offer)
+	} else {
+		req.SetBody(nil)
+	}
+	req.SetTransport(tr)
+	return req, nil
 }
 
 // allowMethods is the Allow header Tandem sends on both legs.
