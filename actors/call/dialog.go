@@ -422,7 +422,7 @@ func (a *callActor) requestToA(method string, cseq uint32, body []byte, ctype st
 func (a *callActor) onStray(ctx actor.Context, m *Stray) {
 	res := m.Res
 	cs := res.CSeq()
-	if cs == nil {
+	if cs == nil || res.To() == nil || res.From() == nil {
 		return
 	}
 	if m.Side == "b" && cs.MethodName == sip.INVITE {

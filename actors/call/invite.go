@@ -225,6 +225,9 @@ func (a *callActor) onLegResponse(ctx actor.Context, m *legResponse) {
 		return
 	}
 	res := m.res
+	if res.To() == nil || res.From() == nil {
+		return // not a response we can answer along (ACK needs its To)
+	}
 	if cs := res.CSeq(); cs == nil || cs.MethodName != sip.INVITE {
 		return // the response to a CANCEL or BYE we sent: nothing to do
 	}

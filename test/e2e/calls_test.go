@@ -238,35 +238,14 @@ func hostileInvites(server string) error {
 func TestCallSurvivesKill(t *testing.T) {
 	h := newHarness(t, callUsers(), nil)
 	h.start()
-	uas := h.callee("bob", "call_uas.xml", 1)
 	uac := h.caller("bob", "call_uac.xml")
 	uac.Hold = 6 * time.Second
-	var res peers.CallResult
-	var err error
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); res, err = peers.RunCall(uac, 15*time.Second, uas) }()
-
-	id := h.waitCall("answered")
-	h.kill()
-	h.start()
-	calls, cerr := h.tandem.Calls()
-	if cerr != nil || len(calls) != 1 || calls[0].ID != id || calls[0].State != "answered" {
-		t.Fatalf("after restart: %+v (%v)", calls, cerr)
-	}
-	wg.Wait()
-	for _, r := range res.All() {
-		if r != nil {
-			h.runs = append(h.runs, r)
+	id := h.callAcrossKill(uac, h.callee("bob", "call_uas.xml", 1), "answered", func(id string) {
+		calls, err := h.tandem.Calls()
+		if err != nil || len(calls) != 1 || calls[0].ID != id || calls[0].State != "answered" {
+			t.Fatalf("after restart: %+v (%v)", calls, err)
 		}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := res.Check(); err != nil {
-		t.Fatal(err)
-	}
-	h.noLiveCalls()
+	})
 	h.expectEnded(id, "CallEnded", 1)
 }
 
@@ -275,17 +254,27 @@ func TestCallSurvivesKill(t *testing.T) {
 func TestRingingCallEndedAfterKill(t *testing.T) {
 	h := newHarness(t, callUsers(), nil)
 	h.start()
-	uas := h.callee("carol", "call_uas_ring.xml", 1)
-	uac := h.caller("carol", "call_uac_ring_crash.xml")
+	id := h.callAcrossKill(h.caller("carol", "call_uac_ring_crash.xml"), h.callee("carol", "call_uas_ring.xml", 1), "ringing", nil)
+	h.expectEnded(id, "CallFailed", 1)
+}
+
+// callAcrossKill runs a call, kills tandem (SIGKILL) once the call is in
+// state, restarts it (then runs afterRestart, if any), and fails the test
+// unless both sipps end well and no call is left live. It returns the
+// call's id.
+func (h *harness) callAcrossKill(uac, uas peers.CallSipp, state string, afterRestart func(id string)) string {
+	h.t.Helper()
 	var res peers.CallResult
 	var err error
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); res, err = peers.RunCall(uac, 15*time.Second, uas) }()
-
-	id := h.waitCall("ringing")
+	id := h.waitCall(state)
 	h.kill()
 	h.start()
+	if afterRestart != nil {
+		afterRestart(id)
+	}
 	wg.Wait()
 	for _, r := range res.All() {
 		if r != nil {
@@ -293,13 +282,13 @@ func TestRingingCallEndedAfterKill(t *testing.T) {
 		}
 	}
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
 	if err := res.Check(); err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
 	h.noLiveCalls()
-	h.expectEnded(id, "CallFailed", 1)
+	return id
 }
 
 // waitCall waits (bounded) for one live call in state and returns its id.
