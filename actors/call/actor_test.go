@@ -914,3 +914,23 @@ func TestLegInviteMatchesLegAttempted(t *testing.T) {
 		}
 	}
 }
+
+// A response without To (hostile or broken) is ignored; the call goes on.
+func TestResponseWithoutToIgnored(t *testing.T) {
+	r := newRig(t, memstore.New(), clock.NewFake(t0))
+	inv, atx, id := r.invite("sip:bob@10.2.2.2:5080")
+	r.deliver(id, inv)
+	var binv []*sip.Request
+	var ons []func(*sip.Response, error)
+	waitFor(t, "B INVITE", func() bool { binv, ons = r.tp.sent("INVITE"); return len(binv) == 1 })
+	bad := sip.NewResponse(200, "OK")
+	bad.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
+	bad.AppendHeader(binv[0].From())
+	r.deliver(id, &Stray{Res: bad, Side: "b", Leg: 1})
+	ons[0](bad, nil)
+	ons[0](respond(binv[0], 200, "OK", "tb", true), nil)
+	<-inv.Done
+	if c := atx.codes(); c[len(c)-1] != 200 {
+		t.Fatalf("A got %v", c)
+	}
+}
