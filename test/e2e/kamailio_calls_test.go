@@ -48,6 +48,8 @@ func callCases() []callCase {
 		// and the proxy CANCELs call_uas_ring.xml.
 		{name: "forking", uac: "call_uac.xml", uas: []string{"call_uas.xml", "call_uas_ring.xml"}, calls: 2,
 			uacWant: []string{"SIP/2.0 200 OK"}},
+		{name: "100rel-prack", uac: "call_uac_100rel.xml", uas: []string{"call_uas_100rel.xml"}, calls: 2,
+			uacWant: []string{"RSeq: 1", "CSeq: 3 PRACK"}, uasWant: []string{"RAck: 1 "}},
 	}
 }
 
