@@ -108,3 +108,25 @@ func TestHostileInvitesGetClearAnswers(t *testing.T) {
 		t.Fatalf("BYE for a foreign dialog: %d", res.StatusCode)
 	}
 }
+
+func TestContentLengthScan(t *testing.T) {
+	for _, tc := range []struct {
+		head string
+		n    int
+		ok   bool
+	}{
+		{"INVITE sip:a@b SIP/2.0\r\nVia: x\r\nContent-Length: 12", 12, true},
+		{"INVITE sip:a@b SIP/2.0\r\nl:  7\r\nVia: x", 7, true},
+		{"INVITE sip:a@b SIP/2.0\r\nVia: x", 0, false},
+		{"INVITE sip:a@b SIP/2.0\r\nContent-Length: x", 0, false},
+	} {
+		if n, ok := contentLength([]byte(tc.head)); n != tc.n || ok != tc.ok {
+			t.Errorf("%q: %d %v", tc.head, n, ok)
+		}
+	}
+	if !isShortRequest([]byte("INFO sip:a@b SIP/2.0\r\nContent-Length: 10\r\n\r\nabc")) ||
+		isShortRequest([]byte("INFO sip:a@b SIP/2.0\r\nContent-Length: 3\r\n\r\nabc")) ||
+		isShortRequest([]byte("SIP/2.0 200 OK\r\nContent-Length: 10\r\n\r\nabc")) {
+		t.Fatal("isShortRequest")
+	}
+}

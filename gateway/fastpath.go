@@ -56,10 +56,18 @@ func isShortRequest(data []byte) bool {
 // contentLength finds the Content-Length (or compact "l") header value in
 // a header block.
 func contentLength(head []byte) (int, bool) {
-	for _, line := range bytes.Split(head, []byte("\r\n"))[1:] {
+	// Called in the serial read loop for every datagram that skips the
+	// fast path: walk the lines without allocating.
+	for rest := head; len(rest) > 0; {
+		line := rest
+		if i := bytes.Index(rest, []byte("\r\n")); i >= 0 {
+			line, rest = rest[:i], rest[i+2:]
+		} else {
+			rest = nil
+		}
 		name, val, ok := bytes.Cut(line, []byte(":"))
 		if !ok {
-			continue
+			continue // the request line
 		}
 		name = bytes.TrimSpace(name)
 		if bytes.EqualFold(name, []byte("Content-Length")) || bytes.EqualFold(name, []byte("l")) {

@@ -128,7 +128,7 @@ func newRig(t *testing.T, st events.Store, clk *clock.Fake) *rig {
 	tp := &fakeTransport{}
 	n := 0
 	var mu sync.Mutex
-	m := NewManager(sys, Config{Store: st, Clock: clk, Node: "n1", Transport: tp, Domain: "example.test",
+	m := NewManager(sys, Config{Store: st, Clock: clk, Node: "n1", Transport: tp,
 		NoAnswerTimeout: 30 * time.Second, Logger: slog.New(slog.DiscardHandler),
 		NewBranch: func() string { mu.Lock(); defer mu.Unlock(); n++; return fmt.Sprintf("br%d", n) }})
 	t.Cleanup(m.Stop)
@@ -169,6 +169,18 @@ func (r *rig) invite(targets ...string) (*Invite, *fakeTx, string) {
 	id := IDFor("ca@10.1.1.1", "fa", 2)
 	return &Invite{Req: req, Tx: tx, Caller: "sip:alice@example.test", Callee: "sip:bob@example.test",
 		Targets: targets, Done: make(chan struct{})}, tx, id
+}
+
+// dial delivers a caller's INVITE to targets and waits for the n B-leg
+// INVITEs it causes; it returns them with their response callbacks.
+func (r *rig) dial(n int, targets ...string) (*Invite, *fakeTx, string, []*sip.Request, []func(*sip.Response, error)) {
+	r.t.Helper()
+	inv, atx, id := r.invite(targets...)
+	r.deliver(id, inv)
+	var binv []*sip.Request
+	var ons []func(*sip.Response, error)
+	waitFor(r.t, "B INVITEs", func() bool { binv, ons = r.tp.sent("INVITE"); return len(binv) == n })
+	return inv, atx, id, binv, ons
 }
 
 // respond builds a response of the callee to req.
@@ -225,11 +237,7 @@ func (r *rig) deliver(id string, msg any) {
 // and the caller's transaction.
 func (r *rig) answered() (string, *sip.Request, *fakeTx) {
 	t := r.t
-	inv, atx, id := r.invite("sip:bob@10.2.2.2:5080")
-	r.deliver(id, inv)
-	var binv []*sip.Request
-	var ons []func(*sip.Response, error)
-	waitFor(t, "B INVITE", func() bool { binv, ons = r.tp.sent("INVITE"); return len(binv) == 1 })
+	inv, atx, id, binv, ons := r.dial(1, "sip:bob@10.2.2.2:5080")
 	ons[0](respond(binv[0], 180, "Ringing", "tb", false), nil)
 	waitFor(t, "180 to A", func() bool { c := atx.codes(); return len(c) > 0 && c[len(c)-1] == 180 })
 	ons[0](respond(binv[0], 200, "OK", "tb", true), nil)
@@ -347,11 +355,7 @@ func TestRingingCallEndedAfterRestart(t *testing.T) {
 	st := memstore.New()
 	clk := clock.NewFake(t0)
 	r := newRig(t, st, clk)
-	inv, _, id := r.invite("sip:bob@10.2.2.2:5080")
-	r.deliver(id, inv)
-	var binv []*sip.Request
-	var ons []func(*sip.Response, error)
-	waitFor(t, "B INVITE", func() bool { binv, ons = r.tp.sent("INVITE"); return len(binv) == 1 })
+	_, _, id, binv, ons := r.dial(1, "sip:bob@10.2.2.2:5080")
 	ons[0](respond(binv[0], 180, "Ringing", "tb", false), nil)
 	waitFor(t, "LegProgress", func() bool { return len(r.types(id)) == 3 })
 	r.m.Stop()
@@ -387,11 +391,7 @@ func TestRingingCallEndedAfterRestart(t *testing.T) {
 
 func TestForkFirstAnswerWinsOthersCancelledLateAnswerHungUp(t *testing.T) {
 	r := newRig(t, memstore.New(), clock.NewFake(t0))
-	inv, atx, id := r.invite("sip:bob@10.2.2.2:5080", "sip:bob@10.3.3.3:5080")
-	r.deliver(id, inv)
-	var binv []*sip.Request
-	var ons []func(*sip.Response, error)
-	waitFor(t, "two B INVITEs", func() bool { binv, ons = r.tp.sent("INVITE"); return len(binv) == 2 })
+	inv, atx, id, binv, ons := r.dial(2, "sip:bob@10.2.2.2:5080", "sip:bob@10.3.3.3:5080")
 	ons[1](respond(binv[1], 180, "Ringing", "t2", false), nil)
 	ons[0](respond(binv[0], 200, "OK", "t1", true), nil)
 	<-inv.Done
@@ -415,11 +415,7 @@ func TestForkFirstAnswerWinsOthersCancelledLateAnswerHungUp(t *testing.T) {
 
 func TestAllLegsFailBestResponse(t *testing.T) {
 	r := newRig(t, memstore.New(), clock.NewFake(t0))
-	inv, atx, id := r.invite("sip:bob@10.2.2.2:5080", "sip:bob@10.3.3.3:5080")
-	r.deliver(id, inv)
-	var binv []*sip.Request
-	var ons []func(*sip.Response, error)
-	waitFor(t, "two B INVITEs", func() bool { binv, ons = r.tp.sent("INVITE"); return len(binv) == 2 })
+	inv, atx, id, binv, ons := r.dial(2, "sip:bob@10.2.2.2:5080", "sip:bob@10.3.3.3:5080")
 	ons[0](respond(binv[0], 486, "Busy Here", "t1", false), nil)
 	ons[1](respond(binv[1], 603, "Decline", "t2", false), nil)
 	<-inv.Done
@@ -454,11 +450,7 @@ func TestBestResponse(t *testing.T) {
 
 func TestCancelBeforeAnswer(t *testing.T) {
 	r := newRig(t, memstore.New(), clock.NewFake(t0))
-	inv, atx, id := r.invite("sip:bob@10.2.2.2:5080")
-	r.deliver(id, inv)
-	var binv []*sip.Request
-	var ons []func(*sip.Response, error)
-	waitFor(t, "B INVITE", func() bool { binv, ons = r.tp.sent("INVITE"); return len(binv) == 1 })
+	inv, atx, id, binv, ons := r.dial(1, "sip:bob@10.2.2.2:5080")
 	ons[0](respond(binv[0], 180, "Ringing", "tb", false), nil)
 	cancel := parseReq(t, "CANCEL sip:bob@example.test SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5070;branch=z9hG4bKa1\n"+
 		"From: <sip:alice@example.test>;tag=fa\nTo: <sip:bob@example.test>\nCall-ID: ca@10.1.1.1\nCSeq: 2 CANCEL\nContent-Length: 0\n\n")
@@ -607,11 +599,7 @@ func eventpbLegFailed(code uint32) *eventpb.LegFailed { return &eventpb.LegFaile
 func TestOKRetransmittedUntilAckThenSessionTimerExpires(t *testing.T) {
 	clk := clock.NewFake(t0)
 	r := newRig(t, memstore.New(), clk)
-	inv, atx, id := r.invite("sip:bob@10.2.2.2:5080")
-	r.deliver(id, inv)
-	var binv []*sip.Request
-	var ons []func(*sip.Response, error)
-	waitFor(t, "B INVITE", func() bool { binv, ons = r.tp.sent("INVITE"); return len(binv) == 1 })
+	inv, atx, id, binv, ons := r.dial(1, "sip:bob@10.2.2.2:5080")
 	ok := respond(binv[0], 200, "OK", "tb", true)
 	ok.AppendHeader(sip.NewHeader("Session-Expires", "120;refresher=uac"))
 	ons[0](ok, nil)
@@ -711,11 +699,7 @@ func TestReliableProvisionalAndPrackRelayed(t *testing.T) {
 func TestEndedCallActorRetires(t *testing.T) {
 	clk := clock.NewFake(t0)
 	r := newRig(t, memstore.New(), clk)
-	inv, _, id := r.invite("sip:bob@10.2.2.2:5080")
-	r.deliver(id, inv)
-	var binv []*sip.Request
-	var ons []func(*sip.Response, error)
-	waitFor(t, "B INVITE", func() bool { binv, ons = r.tp.sent("INVITE"); return len(binv) == 1 })
+	inv, _, id, binv, ons := r.dial(1, "sip:bob@10.2.2.2:5080")
 	ons[0](respond(binv[0], 486, "Busy Here", "tb", false), nil)
 	<-inv.Done
 	if r.m.Live() != 1 {
@@ -723,6 +707,16 @@ func TestEndedCallActorRetires(t *testing.T) {
 	}
 	clk.Advance(11 * time.Second)
 	waitFor(t, "actor retired", func() bool { return r.m.Live() == 0 })
+	n := len(r.types(id))
+	again, tx, _ := r.invite("sip:bob@10.2.2.2:5080") // a retransmission
+	r.deliver(id, again)
+	<-again.Done
+	if c := tx.codes(); len(c) != 1 || c[0] != 486 {
+		t.Fatalf("retransmitted INVITE after retirement answered %v, want the 486 again", c)
+	}
+	if len(r.types(id)) != n {
+		t.Fatal("answering from state added events")
+	}
 }
 
 // In-dialog INFO from the callee reaches the caller (on leg A, with
@@ -918,11 +912,7 @@ func TestLegInviteMatchesLegAttempted(t *testing.T) {
 // A response without To (hostile or broken) is ignored; the call goes on.
 func TestResponseWithoutToIgnored(t *testing.T) {
 	r := newRig(t, memstore.New(), clock.NewFake(t0))
-	inv, atx, id := r.invite("sip:bob@10.2.2.2:5080")
-	r.deliver(id, inv)
-	var binv []*sip.Request
-	var ons []func(*sip.Response, error)
-	waitFor(t, "B INVITE", func() bool { binv, ons = r.tp.sent("INVITE"); return len(binv) == 1 })
+	inv, atx, id, binv, ons := r.dial(1, "sip:bob@10.2.2.2:5080")
 	bad := sip.NewResponse(200, "OK")
 	bad.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
 	bad.AppendHeader(binv[0].From())

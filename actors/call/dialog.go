@@ -53,26 +53,16 @@ func (a *callActor) onInDialog(ctx actor.Context, m *InDialog) {
 		}
 		a.respondTo(m.Tx, req, 481, "Call/Transaction Does Not Exist", nil)
 		return
-	default:
-		if req.Method == sip.BYE && m.Side == "a" && st.Phase == PhaseTrying {
-			// A BYE before the 2xx (a caller giving up): like CANCEL.
-			a.respondTo(m.Tx, req, 481, "Call/Transaction Does Not Exist", nil)
-			return
-		}
+	default: // no dialog yet (or none ever): nothing to relay into
 		a.respondTo(m.Tx, req, 481, "Call/Transaction Does Not Exist", nil)
 		return
 	}
-	if req.Method == sip.BYE {
+	switch req.Method {
+	case sip.BYE:
 		a.onBye(m)
 		return
-	}
-	switch req.Method {
-	case sip.INVITE, sip.UPDATE, sip.INFO, sip.OPTIONS, sip.MESSAGE, sip.NOTIFY, sip.REFER:
+	case sip.INVITE, sip.UPDATE, sip.INFO, sip.OPTIONS:
 	default:
-		a.respondTo(m.Tx, req, 405, "Method Not Allowed", [][2]string{{"Allow", allowMethods}})
-		return
-	}
-	if req.Method == sip.REFER || req.Method == sip.NOTIFY || req.Method == sip.MESSAGE {
 		a.respondTo(m.Tx, req, 405, "Method Not Allowed", [][2]string{{"Allow", allowMethods}})
 		return
 	}

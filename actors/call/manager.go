@@ -48,7 +48,6 @@ type Config struct {
 	Clock     clock.Clock
 	Node      string
 	Transport Transport
-	Domain    string
 	// NoAnswerTimeout: a call not answered this long after it started is
 	// cancelled with 480 (config calls.no_answer_timeout). Default 60 s.
 	NoAnswerTimeout time.Duration

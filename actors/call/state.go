@@ -14,7 +14,6 @@ package call
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -95,9 +94,6 @@ type State struct {
 	// Session timer (RFC 4028): interval in seconds and the last refresh.
 	SessionInterval uint32
 	RefreshedAt     time.Time
-	// Relayed in-dialog requests by "<side>:<in cseq>:<method>", for
-	// answering retransmissions.
-	Relayed map[string]*eventpb.InDialogRelayed
 	// Reliable provisionals relayed to the caller, by the RSeq Tandem gave
 	// them; ARSeq is the last such RSeq.
 	Reliables map[uint32]Reliable
@@ -106,8 +102,7 @@ type State struct {
 
 // NewState is the state of a call with no events.
 func NewState(id string) *State {
-	return &State{ID: id, HeldBy: map[string]bool{}, Relayed: map[string]*eventpb.InDialogRelayed{},
-		Reliables: map[uint32]Reliable{}}
+	return &State{ID: id, HeldBy: map[string]bool{}, Reliables: map[uint32]Reliable{}}
 }
 
 // Leg returns leg n, or nil.
@@ -180,7 +175,6 @@ func (s *State) Apply(version uint64, t time.Time, ev proto.Message) error {
 			s.SessionInterval = s.Started.GetSessionExpires() // the caller's own timer
 		}
 	case *eventpb.InDialogRelayed:
-		s.Relayed[relayKey(e.FromSide, e.Method, e.InCseq)] = e
 		if e.FromSide == "a" {
 			l := s.WinningLeg()
 			if e.Leg != 0 {
@@ -217,10 +211,6 @@ func (s *State) Apply(version uint64, t time.Time, ev proto.Message) error {
 	}
 	s.Version = version
 	return nil
-}
-
-func relayKey(side, method string, cseq uint32) string {
-	return fmt.Sprintf("%s:%d:%s", side, cseq, strings.ToUpper(method))
 }
 
 // Held tells whether either side has the call on hold.

@@ -672,18 +672,26 @@ func TestCommitWindowGathersOnlyUnderLoad(t *testing.T) {
 			t.Fatalf("a lone append waited %v for the window", d)
 		}
 	}
-	// Two groups of concurrent writers: after the first (which has
-	// company), the committer gathers the rest into one group.
+	// Concurrent writers make a group with company; from then on the
+	// committer waits: an append made 50 ms after another joins its group
+	// (without the window each would be committed alone).
 	var wg sync.WaitGroup
-	for round := 0; round < 2; round++ {
-		for i := 0; i < 16; i++ {
-			wg.Add(1)
-			go func(i int) { defer wg.Done(); appendOne(fmt.Sprintf("s%d", i)) }(i)
-		}
-		wg.Wait()
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func(i int) { defer wg.Done(); appendOne(fmt.Sprintf("s%d", i)) }(i)
 	}
-	// (lastGroup is written before the group's appends are answered.)
+	wg.Wait()
 	if s.lastGroup < 2 {
-		t.Fatalf("last group carried %d appends; concurrent appends should share", s.lastGroup)
+		t.Fatalf("16 concurrent appends never shared a group (last group %d)", s.lastGroup)
+	}
+	var first time.Duration
+	wg.Add(1)
+	go func() { defer wg.Done(); first = appendOne("early") }()
+	time.Sleep(50 * time.Millisecond)
+	appendOne("late")
+	wg.Wait()
+	// (lastGroup is written before the group's appends are answered.)
+	if s.lastGroup != 2 || first < 50*time.Millisecond {
+		t.Fatalf("early append took %v and the last group carried %d appends; want both in one group", first, s.lastGroup)
 	}
 }

@@ -199,7 +199,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	n.calls = call.NewManager(n.system, call.Config{
-		Store: st, Clock: n.clock, Node: n.cfg.NodeID, Transport: n.gw, Domain: s.Domain,
+		Store: st, Clock: n.clock, Node: n.cfg.NodeID, Transport: n.gw,
 		NoAnswerTimeout: time.Duration(n.cfg.Calls.NoAnswerTimeout) * time.Second,
 		MaxForks:        n.cfg.Calls.MaxForks,
 		Metrics:         n.metrics, Dispatcher: n.pool, Logger: n.log.With("component", "calls"),
