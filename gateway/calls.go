@@ -130,15 +130,15 @@ func (g *Gateway) Write(m sip.Message) error {
 		return fmt.Errorf("response destination %q: %w", res.Destination(), err)
 	}
 	g.mu.Lock()
-	var pc net.PacketConn
+	var w *udpWriter
 	if len(g.packets) > 0 {
-		pc = g.packets[0]
+		w = g.fast.conns[g.packets[0].LocalAddr().String()]
 	}
 	g.mu.Unlock()
-	if pc == nil {
+	if w == nil {
 		return errors.New("gateway: no UDP socket")
 	}
-	return (&udpResponder{conn: pc, to: dst, bufs: &g.fast.bufs}).Respond(res)
+	return (&udpResponder{w: w, to: dst}).Respond(res)
 }
 
 // stray receives responses no client transaction claimed.

@@ -120,7 +120,7 @@ func New(opts Options) (*Gateway, error) {
 		return nil, errors.New("gateway: Auth and Registrar are required")
 	}
 	g := &Gateway{opts: opts, ours: map[string]bool{}, allow: strings.Join(allowed, ", "), closed: make(chan struct{})}
-	g.fast = fastPath{parser: sip.NewParser(), jobs: make(chan udpJob, fastQueue), conns: map[string]net.PacketConn{}}
+	g.fast = fastPath{parser: sip.NewParser(), jobs: make(chan udpJob, fastQueue), conns: map[string]*udpWriter{}}
 	g.ours[strings.ToLower(opts.Domain)] = true
 	for _, a := range opts.Aliases {
 		g.ours[strings.ToLower(a)] = true
@@ -184,15 +184,20 @@ func (g *Gateway) Start() error {
 		}
 	}
 	for _, pc := range g.packets {
-		g.fast.conns[pc.LocalAddr().String()] = pc
+		w := newUDPWriter(pc, &g.fast.bufs, g.closed, func(to net.Addr, err error) {
+			g.opts.Logger.Debug("UDP send failed", "to", to.String(), "err", err)
+		})
+		g.fast.conns[pc.LocalAddr().String()] = w
+		go w.run()
 	}
 	for i := 0; i < fastWorkers; i++ {
 		go g.fastWorker()
 	}
 	for _, pc := range g.packets {
+		wc := &writerConn{PacketConn: pc, w: g.fast.conns[pc.LocalAddr().String()]}
 		for i := 0; i < udpReadLoops; i++ {
 			g.serving.Add(1)
-			go func(pc net.PacketConn) { defer g.serving.Done(); _ = g.srv.ServeUDP(pc) }(pc)
+			go func() { defer g.serving.Done(); _ = g.srv.ServeUDP(wc) }()
 		}
 	}
 	for _, ln := range g.listeners {

@@ -368,7 +368,8 @@ func TestReadFilterFastPathBoundaries(t *testing.T) {
 		"REGISTER \x00\x01 nonsense\r\n\r\n",
 		strings.Replace(tg.request("OPTIONS", "sip:example.test"), "Via:", "X-Via:", 1),
 	} {
-		tg.g.fastServe(udpJob{data: []byte(junk), conn: tg.conn, to: remote})
+		w := newUDPWriter(tg.conn, &tg.g.fast.bufs, tg.g.closed, func(net.Addr, error) {})
+		tg.g.fastServe(udpJob{data: []byte(junk), conn: w, to: remote})
 	}
 	if res := tg.exchange(t, tg.request("OPTIONS", "sip:example.test")); res.StatusCode != 200 {
 		t.Fatalf("after junk: %v", res.Short())

@@ -22,6 +22,8 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -48,6 +50,8 @@ type options struct {
 	keep        bool
 	pause       time.Duration
 	tandemBin   string
+	profileDir  string
+	pprofURL    string // set for Tandem's steps when profileDir is
 }
 
 func main() {
@@ -66,6 +70,7 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, sipp statistics)")
 	flag.DurationVar(&o.pause, "pause", 2*time.Second, "pause between steps")
 	flag.StringVar(&o.tandemBin, "tandem", "", "tandem binary (default bin/tandem under the repository root)")
+	flag.StringVar(&o.profileDir, "cpuprofile", "", "save a CPU profile of Tandem for each step under this directory (step-RATE.pprof)")
 	flag.Parse()
 	o.password = "secret"
 	for _, s := range strings.Split(rates, ",") {
@@ -178,6 +183,7 @@ func benchTandem(o options, work, scenario string) (int, error) {
 		MinExpires: 60,
 		MaxExpires: 3600,
 		Users:      peers.Users(o.users, o.password),
+		Pprof:      o.profileDir != "",
 	}); err != nil {
 		return 0, err
 	}
@@ -192,6 +198,9 @@ func benchTandem(o options, work, scenario string) (int, error) {
 	}()
 	ver, _ := benchutil.RunOut(bin, "version")
 	fmt.Printf("\n== tandem %s (pid %d) on udp:127.0.0.1:%d, data dir on disk: %s\n", strings.TrimSpace(ver), t.PID, sipPort, filepath.Join(dir, "data"))
+	if o.profileDir != "" {
+		o.pprofURL = "http://" + httpListen + "/debug/pprof/profile"
+	}
 	best, err := runSteps(o, dir, scenario, fmt.Sprintf("127.0.0.1:%d", sipPort), t.Proc, func() (time.Duration, error) { return peers.ProcCPU(t.PID) })
 	if regs, rerr := t.Registrations(); rerr == nil {
 		fmt.Printf("tandem lists %d bindings after the run\n", len(regs))
@@ -339,8 +348,10 @@ func runStep(o options, dir, scenario, remote string, rate int, serverCPU func()
 	rb0, _ := peers.RcvbufErrors()
 	b0, _ := peers.BusyCPU()
 	c0, _ := serverCPU()
+	profiled := profileStep(o, rate)
 	start := time.Now()
 	res, err := peers.RunSippMany(runs)
+	profiled()
 	s.elapsed = time.Since(start)
 	c1, _ := serverCPU()
 	b1, _ := peers.BusyCPU()
@@ -380,6 +391,39 @@ func runStep(o options, dir, scenario, remote string, rate int, serverCPU func()
 		}
 	}
 	return s, nil
+}
+
+// profileStep starts fetching a CPU profile of the step (when asked for)
+// and returns what waits for it and saves it.
+func profileStep(o options, rate int) func() {
+	if o.pprofURL == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		url := fmt.Sprintf("%s?seconds=%d", o.pprofURL, max(1, o.seconds-1))
+		res, err := http.Get(url)
+		if err != nil {
+			fmt.Printf("   profile: %v\n", err)
+			return
+		}
+		defer res.Body.Close()
+		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+			fmt.Printf("   profile: %v\n", err)
+			return
+		}
+		f, err := os.Create(filepath.Join(o.profileDir, fmt.Sprintf("step-%d.pprof", rate)))
+		if err != nil {
+			fmt.Printf("   profile: %v\n", err)
+			return
+		}
+		defer f.Close()
+		if _, err := io.Copy(f, res.Body); err != nil {
+			fmt.Printf("   profile: %v\n", err)
+		}
+	}()
+	return func() { <-done }
 }
 
 func fatal(f string, a ...any) {

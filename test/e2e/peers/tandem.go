@@ -32,6 +32,8 @@ type TandemConfig struct {
 	HA1Users   []HA1User
 	// NoAnswerTimeout is calls.no_answer_timeout in seconds (0: leave out).
 	NoAnswerTimeout int
+	// Pprof serves Go's profiler on the HTTP listener (http.pprof).
+	Pprof bool
 }
 
 // WriteTandemConfig writes cfg as the YAML that `tandem serve --config` reads.
@@ -56,6 +58,9 @@ func WriteTandemConfig(path string, cfg TandemConfig) error {
 		fmt.Fprintf(&b, "  max_expires: %d\n", cfg.MaxExpires)
 	}
 	fmt.Fprintf(&b, "http:\n  listen: %s\n", q(cfg.HTTPListen))
+	if cfg.Pprof {
+		b.WriteString("  pprof: true\n")
+	}
 	if len(cfg.Users)+len(cfg.HA1Users) == 0 {
 		b.WriteString("users: []\n")
 	} else {
