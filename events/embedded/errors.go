@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/tandemswitch/tandem/events"
@@ -23,3 +24,10 @@ func (e *VersionConflictError) Error() string {
 
 // Unwrap returns events.ErrVersionConflict.
 func (e *VersionConflictError) Unwrap() error { return events.ErrVersionConflict }
+
+// ErrReadOnly is returned by Append on a store opened with ReadOnly.
+var ErrReadOnly = errors.New("embedded: store opened read-only")
+
+// ErrLocked is returned by Open when another process (a running node) holds
+// the store's directory.
+var ErrLocked = errors.New("embedded: store is in use by another process")

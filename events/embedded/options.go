@@ -65,6 +65,13 @@ type Options struct {
 	// A subscriber further behind reads from Pebble. Negative disables it.
 	TailSize int
 
+	// ReadOnly opens an existing store for reading only: nothing is
+	// created or written (Append fails with ErrReadOnly), and a missing
+	// directory is an error. Pebble still takes the directory's lock, so
+	// a store a running node has open cannot be opened (ErrLocked): tools
+	// read a live node through its HTTP API instead.
+	ReadOnly bool
+
 	// OnAppend, when set, is called once for every Append with the time
 	// Append took (including waiting for the group's fsync), the number of
 	// events it carried and its error (nil on success). Called concurrently,

@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -91,7 +93,11 @@ func open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := mkdirDurable(opts.Dir); err != nil {
+	if opts.ReadOnly {
+		if _, err := os.Stat(filepath.Join(opts.Dir, "CURRENT")); err != nil {
+			return nil, fmt.Errorf("embedded: %s holds no event store: %w", opts.Dir, err)
+		}
+	} else if err := mkdirDurable(opts.Dir); err != nil {
 		return nil, fmt.Errorf("embedded: create %s: %w", opts.Dir, err)
 	}
 	cache := pebble.NewCache(opts.CacheSize)
@@ -113,8 +119,12 @@ func open(opts Options) (*Store, error) {
 		// New stores are created at the newest format of the Pebble version
 		// in go.mod; older stores are ratcheted up on Open.
 		FormatMajorVersion: pebble.FormatNewest,
+		ReadOnly:           opts.ReadOnly,
 	})
 	if err != nil {
+		if isLockHeld(err) {
+			return nil, fmt.Errorf("%w: %s (is a node running on it?): %v", ErrLocked, opts.Dir, err)
+		}
 		return nil, fmt.Errorf("embedded: open pebble in %s: %w", opts.Dir, err)
 	}
 	s := &Store{
@@ -218,6 +228,9 @@ func (s *Store) checkFormat(head uint64) error {
 			return fmt.Errorf("embedded: %s holds %d events but no format marker %q: not a Tandem store",
 				s.opts.Dir, head, formatKey)
 		}
+		if s.opts.ReadOnly {
+			return nil // an empty store that was never written
+		}
 		if err := s.db.Set(formatKey, formatValue, pebble.Sync); err != nil {
 			return fmt.Errorf("embedded: write format marker: %w", err)
 		}
@@ -266,6 +279,9 @@ func (s *Store) Append(ctx context.Context, stream string, expected int64, evs [
 	}
 	if s.isClosing() {
 		return res, events.ErrClosed
+	}
+	if s.opts.ReadOnly {
+		return res, ErrReadOnly
 	}
 	req, err := newAppendReq(stream, expected, evs)
 	if err != nil {
@@ -623,4 +639,12 @@ func (l pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	l.log.Error(msg)
 	panic("pebble: fatal: " + msg)
+}
+
+// isLockHeld tells whether Pebble failed to open because the directory's
+// LOCK file is held: by another process (fcntl F_SETLK fails with EAGAIN or
+// EACCES) or by this one (Pebble's own check).
+func isLockHeld(err error) bool {
+	return errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) ||
+		strings.Contains(err.Error(), "lock held by current process")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -693,5 +694,46 @@ func TestCommitWindowGathersOnlyUnderLoad(t *testing.T) {
 	// (lastGroup is written before the group's appends are answered.)
 	if s.lastGroup != 2 || first < 50*time.Millisecond {
 		t.Fatalf("early append took %v and the last group carried %d appends; want both in one group", first, s.lastGroup)
+	}
+}
+
+// A read-only store reads what was written, refuses appends, writes
+// nothing, and cannot be opened while a writer holds the directory.
+func TestReadOnly(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Open(Options{Dir: filepath.Join(dir, "missing"), ReadOnly: true}); err == nil {
+		t.Fatal("read-only open of a missing store succeeded")
+	}
+	w, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := w.Append(ctx, "s-1", events.NoStream, []*eventpb.Envelope{testEnv("one")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(Options{Dir: dir, ReadOnly: true}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("read-only open beside a writer: %v, want ErrLocked", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(Options{Dir: dir, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.Head() != 1 {
+		t.Fatalf("head %d, want 1", r.Head())
+	}
+	evs, err := r.ReadAll(ctx, 1, 10)
+	if err != nil || len(evs) != 1 || evs[0].GetStream() != "s-1" {
+		t.Fatalf("ReadAll: %v %v", evs, err)
+	}
+	if _, err := r.Append(ctx, "s-1", 1, []*eventpb.Envelope{testEnv("two")}); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("append on a read-only store: %v, want ErrReadOnly", err)
+	}
+	if err := r.Check(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

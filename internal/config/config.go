@@ -147,6 +147,15 @@ func Load(path string) (*Config, error) {
 	return cfg, nil
 }
 
+// Defaults returns a configuration with every default applied and nothing
+// else set (no data_dir, listeners or users): what tools use when they are
+// given a data directory rather than a configuration file.
+func Defaults() *Config {
+	var cfg Config
+	cfg.applyDefaults()
+	return &cfg
+}
+
 var yamlLine = regexp.MustCompile(`line (\d+): (.*)`)
 
 // Parse decodes and validates a configuration document.
