@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -38,6 +39,28 @@ type Config struct {
 	Users []User `yaml:"users"`
 	Log   Log    `yaml:"log"`
 	Calls Calls  `yaml:"calls"`
+	CDR   CDR    `yaml:"cdr"`
+}
+
+// CDR configures where the CDR projection writes.
+type CDR struct {
+	// Sink is sqlite (default: embedded, no server needed) or postgres
+	// (shared analytics).
+	Sink string `yaml:"sink"`
+	// SQLitePath is the SQLite database file. Default
+	// <data_dir>/projections/cdr.sqlite.
+	SQLitePath string `yaml:"sqlite_path"`
+	// PostgresDSN is the PostgreSQL connection string (libpq keyword/value
+	// or postgres:// URL). Required when sink is postgres.
+	PostgresDSN string `yaml:"postgres_dsn"`
+}
+
+// CDRSQLitePath is the SQLite file of the CDR projection.
+func (c *Config) CDRSQLitePath() string {
+	if c.CDR.SQLitePath != "" {
+		return c.CDR.SQLitePath
+	}
+	return filepath.Join(c.DataDir, "projections", "cdr.sqlite")
 }
 
 // Calls configures the B2BUA.
@@ -295,6 +318,9 @@ func (c *Config) applyDefaults() {
 	if c.Calls.NoAnswerTimeout == 0 {
 		c.Calls.NoAnswerTimeout = 60
 	}
+	if c.CDR.Sink == "" {
+		c.CDR.Sink = "sqlite"
+	}
 	if c.Calls.MaxForks == 0 {
 		c.Calls.MaxForks = 8
 	}
@@ -367,6 +393,15 @@ func (v *validator) check(c *Config) {
 	}
 	if n := c.Calls.MaxForks; n < 1 || n > 32 {
 		v.fail("calls.max_forks", "must be 1..32, got %d", n)
+	}
+	switch c.CDR.Sink {
+	case "sqlite":
+	case "postgres":
+		if strings.TrimSpace(c.CDR.PostgresDSN) == "" {
+			v.fail("cdr.postgres_dsn", "required when cdr.sink is postgres")
+		}
+	default:
+		v.fail("cdr.sink", "must be sqlite or postgres, got %q", c.CDR.Sink)
 	}
 	if strings.TrimSpace(c.HTTP.Listen) == "" {
 		v.fail("http.listen", "required (host:port)")

@@ -36,6 +36,9 @@ func TestParseGood(t *testing.T) {
 	if !ok || len(ha1) != 32 {
 		t.Fatalf("HA1For = %q %v", ha1, ok)
 	}
+	if c.CDR.Sink != "sqlite" || c.CDRSQLitePath() != "data/projections/cdr.sqlite" {
+		t.Fatalf("CDR defaults: %+v, %s", c.CDR, c.CDRSQLitePath())
+	}
 	if _, ok := c.Users[1].HA1For("SHA-256", "example.test"); ok {
 		t.Fatal("a user with only an MD5 ha1 cannot have a SHA-256 HA1")
 	}
@@ -56,6 +59,8 @@ func TestParseErrorsNameKeyAndLine(t *testing.T) {
 		{"duplicate user", strings.Replace(good, "user: bob", "user: alice", 1), "users[1].user", 12},
 		{"user without secret", strings.Replace(good, ", password: secret", "", 1), "users[0]", 11},
 		{"max below min", strings.Replace(good, "max_expires: 3600", "max_expires: 10", 1), "sip.max_expires", 7},
+		{"unknown cdr sink", good + "cdr:\n  sink: mysql\n", "cdr.sink", 14},
+		{"postgres without dsn", good + "cdr:\n  sink: postgres\n", "cdr.postgres_dsn", 13},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
