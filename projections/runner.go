@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -243,3 +244,61 @@ func (r *Runner) Run(ctx context.Context) error {
 
 // ErrUnknownProjection names a projection that does not exist.
 var ErrUnknownProjection = errors.New("unknown projection")
+
+// Background runs a Runner's Run on its own goroutine and can stop it for
+// a rebuild while the node keeps serving. Its methods are safe for
+// concurrent use.
+type Background struct {
+	R *Runner
+	// OnError is called when Run stops with an error other than the
+	// context's (the projection falls behind until restarted).
+	OnError func(error)
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Start runs the projection until Stop.
+func (b *Background) Start() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.startLocked()
+}
+
+func (b *Background) startLocked() {
+	ctx, cancel := context.WithCancel(context.Background())
+	b.cancel, b.done = cancel, make(chan struct{})
+	go func(done chan struct{}) {
+		defer close(done)
+		if err := b.R.Run(ctx); err != nil && ctx.Err() == nil && b.OnError != nil {
+			b.OnError(err)
+		}
+	}(b.done)
+}
+
+func (b *Background) stopLocked() {
+	if b.cancel != nil {
+		b.cancel()
+		<-b.done
+		b.cancel = nil
+	}
+}
+
+// Stop stops the projection after its current batch.
+func (b *Background) Stop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stopLocked()
+}
+
+// Rebuild stops the projection, deletes its output, folds the whole log
+// again and starts following live events again.
+func (b *Background) Rebuild(ctx context.Context) (Status, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stopLocked()
+	defer b.startLocked()
+	_, err := b.R.Rebuild(ctx)
+	return b.R.Status(), err
+}

@@ -1,6 +1,7 @@
 // Package api serves Tandem's HTTP interface: health, the registrations
-// listing, the live calls, a stream's events, and Prometheus metrics. It
-// only reads (the projections and the event store); handlers run
+// listing, the live calls, a stream's events, CDRs and the projections'
+// status, and Prometheus metrics. It only reads the projections and the
+// event store, except that it can rebuild a projection; handlers run
 // concurrently.
 package api
 
@@ -18,7 +19,9 @@ import (
 	"github.com/tandemswitch/tandem/events"
 	"github.com/tandemswitch/tandem/events/eventpb"
 	"github.com/tandemswitch/tandem/internal/clock"
+	"github.com/tandemswitch/tandem/projections"
 	"github.com/tandemswitch/tandem/projections/calls"
+	"github.com/tandemswitch/tandem/projections/cdr"
 	"github.com/tandemswitch/tandem/projections/location"
 )
 
@@ -31,6 +34,10 @@ type Server struct {
 	Metrics  http.Handler
 	// Pprof mounts net/http/pprof under /debug/pprof/ (config http.pprof).
 	Pprof bool
+	// Projections are the durable projections by name (status, rebuild).
+	Projections map[string]*projections.Background
+	// CDRs is the CDR projection's output, for export.
+	CDRs *cdr.Sink
 	// Ready is set once SIP and the store are serving.
 	Ready atomic.Bool
 }
@@ -43,6 +50,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/registrations/{aor}/events", s.registrationEvents)
 	mux.HandleFunc("GET /api/v1/calls", s.calls)
 	mux.HandleFunc("GET /api/v1/calls/{id}/events", s.callEvents)
+	mux.HandleFunc("GET /api/v1/projections", s.projectionStatus)
+	mux.HandleFunc("POST /api/v1/projections/{name}/rebuild", s.rebuildProjection)
+	mux.HandleFunc("GET /api/v1/cdrs", s.cdrs)
 	if s.Metrics != nil {
 		mux.Handle("GET /metrics", s.Metrics)
 	}

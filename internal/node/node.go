@@ -1,6 +1,6 @@
 // Package node wires one Tandem node together from its configuration: the
 // embedded event store, the actor system with the registration and call
-// actors, the location and live-calls projections, the SIP gateway and the
+// actors, the location, live-calls and CDR projections, the SIP gateway and the
 // HTTP API. It owns start-up
 // order (store, projection catch-up, actor re-activation, then listeners)
 // and graceful shutdown in the reverse order. cmd/tandem stays thin by
@@ -31,9 +31,19 @@ import (
 	"github.com/tandemswitch/tandem/internal/clock"
 	"github.com/tandemswitch/tandem/internal/config"
 	"github.com/tandemswitch/tandem/internal/metrics"
+	"github.com/tandemswitch/tandem/projections"
 	"github.com/tandemswitch/tandem/projections/calls"
+	"github.com/tandemswitch/tandem/projections/cdr"
 	"github.com/tandemswitch/tandem/projections/location"
 )
+
+// OpenCDRSink opens the CDR projection's database named by cfg.cdr.
+func OpenCDRSink(ctx context.Context, cfg *config.Config) (*cdr.Sink, error) {
+	if cfg.CDR.Sink == "postgres" {
+		return cdr.OpenPostgres(ctx, cfg.CDR.PostgresDSN)
+	}
+	return cdr.OpenSQLite(ctx, cfg.CDRSQLitePath())
+}
 
 // StoreDir is where a node keeps its event store under data_dir.
 func StoreDir(dataDir string) string { return filepath.Join(dataDir, "events") }
@@ -57,6 +67,8 @@ type Node struct {
 	httpSrv  *http.Server
 	httpLn   net.Listener
 	metrics  *metrics.Set
+	cdrSink  *cdr.Sink
+	cdrs     *projections.Background
 
 	cancel context.CancelFunc
 	bg     sync.WaitGroup
@@ -95,8 +107,16 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	n.store = st
 
+	n.cdrSink, err = OpenCDRSink(ctx, n.cfg)
+	if err != nil {
+		return err
+	}
+	n.cdrs = &projections.Background{R: &projections.Runner{Store: st, P: cdr.New(n.cdrSink)}}
+	n.metrics.ProjectionSkipped(cdr.Name, func() float64 { return float64(n.cdrs.R.Skipped()) })
+
 	// HTTP first, so that /healthz answers "starting" during recovery.
-	n.api = &api.Server{Store: st, Location: n.loc, Calls: n.live, Clock: n.clock, Metrics: n.metrics.Handler(), Pprof: n.cfg.HTTP.Pprof}
+	n.api = &api.Server{Store: st, Location: n.loc, Calls: n.live, Clock: n.clock, Metrics: n.metrics.Handler(), Pprof: n.cfg.HTTP.Pprof,
+		Projections: map[string]*projections.Background{cdr.Name: n.cdrs}, CDRs: n.cdrSink}
 	n.httpLn, err = net.Listen("tcp", n.cfg.HTTP.Listen)
 	if err != nil {
 		return fmt.Errorf("http.listen %s: %w", n.cfg.HTTP.Listen, err)
@@ -142,6 +162,15 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	n.log.Info("recovered", "events", st.Head(), "aors", len(n.loc.AORs()), "took", time.Since(t0).Round(time.Millisecond))
+
+	// The CDR projection catches up in the background (it may have a long
+	// way to go after a rebuild or a restore) and then follows; a failure
+	// shows in /healthz like the in-memory projections'.
+	n.cdrs.OnError = func(err error) {
+		n.api.Ready.Store(false)
+		n.log.Error("CDR projection stopped; node reports unhealthy", "err", err)
+	}
+	n.cdrs.Start()
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
@@ -286,6 +315,12 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 	if n.cancel != nil {
 		n.cancel()
+	}
+	if n.cdrs != nil {
+		n.cdrs.Stop()
+	}
+	if n.cdrSink != nil {
+		errs = append(errs, n.cdrSink.Close())
 	}
 	if n.httpSrv != nil {
 		errs = append(errs, n.httpSrv.Shutdown(ctx))
