@@ -26,7 +26,7 @@ run: build
 # deps-test installs the real peers the tests drive, from Debian's packages,
 # when they are missing and we are root; otherwise it fails naming them.
 deps-test:
-	@./test/deps.sh sipp:sip-tester kamailio:kamailio
+	@./test/deps.sh sipp:sip-tester kamailio:kamailio pg_ctlcluster:postgresql
 
 proto: bin/protoc-gen-go
 	protoc -I events -I /usr/include --plugin=protoc-gen-go=bin/protoc-gen-go \
@@ -55,11 +55,11 @@ bench-store:
 	$(GO) run $(GOFLAGS_BUILD) ./test/bench/storebench
 
 bench-register: build
-	@./test/deps.sh sipp:sip-tester kamailio:kamailio
+	@./test/deps.sh sipp:sip-tester kamailio:kamailio pg_ctlcluster:postgresql
 	$(GO) run $(GOFLAGS_BUILD) ./test/bench/regbench
 
 bench-calls: build
-	@./test/deps.sh sipp:sip-tester kamailio:kamailio
+	@./test/deps.sh sipp:sip-tester kamailio:kamailio pg_ctlcluster:postgresql
 	$(GO) run $(GOFLAGS_BUILD) ./test/bench/callbench
 
 clean:

@@ -60,6 +60,12 @@ type Proc struct {
 // Start starts argv[0] with its arguments in dir (if not empty), with stdout
 // and stderr appended to logDir/<name>.log.
 func Start(name, logDir, dir string, env []string, argv ...string) (*Proc, error) {
+	return StartAs(nil, name, logDir, dir, env, argv...)
+}
+
+// StartAs is Start with the process running under cred (nil: as we are),
+// e.g. PostgreSQL, which refuses to run as root.
+func StartAs(cred *syscall.Credential, name, logDir, dir string, env []string, argv ...string) (*Proc, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("peers.Start: empty command")
 	}
@@ -78,6 +84,9 @@ func Start(name, logDir, dir string, env []string, argv ...string) (*Proc, error
 	cmd.Stderr = lf
 	if env != nil {
 		cmd.Env = append(os.Environ(), env...)
+	}
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}
 	if err := cmd.Start(); err != nil {
 		lf.Close()

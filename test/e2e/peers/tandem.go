@@ -34,6 +34,10 @@ type TandemConfig struct {
 	NoAnswerTimeout int
 	// Pprof serves Go's profiler on the HTTP listener (http.pprof).
 	Pprof bool
+	// CDRSink is cdr.sink ("" leaves the default, sqlite); PostgresDSN is
+	// cdr.postgres_dsn.
+	CDRSink     string
+	PostgresDSN string
 }
 
 // WriteTandemConfig writes cfg as the YAML that `tandem serve --config` reads.
@@ -74,6 +78,12 @@ func WriteTandemConfig(path string, cfg TandemConfig) error {
 	}
 	if cfg.NoAnswerTimeout > 0 {
 		fmt.Fprintf(&b, "calls:\n  no_answer_timeout: %d\n", cfg.NoAnswerTimeout)
+	}
+	if cfg.CDRSink != "" {
+		fmt.Fprintf(&b, "cdr:\n  sink: %s\n", q(cfg.CDRSink))
+		if cfg.PostgresDSN != "" {
+			fmt.Fprintf(&b, "  postgres_dsn: %s\n", q(cfg.PostgresDSN))
+		}
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
@@ -262,5 +272,22 @@ func (t *Tandem) Calls() ([]Call, error) {
 func (t *Tandem) CallEvents(id string) ([]Event, error) {
 	var out []Event
 	err := getJSON(t.HTTPURL+"/api/v1/calls/"+url.PathEscape(id)+"/events", &out)
+	return out, err
+}
+
+// ProjectionStatus is one entry of GET /api/v1/projections.
+type ProjectionStatus struct {
+	Name       string `json:"name"`
+	Checkpoint uint64 `json:"checkpoint"`
+	Head       uint64 `json:"head"`
+	Lag        uint64 `json:"lag"`
+	Skipped    uint64 `json:"skipped"`
+	Running    bool   `json:"running"`
+}
+
+// Projections lists the durable projections' progress.
+func (t *Tandem) Projections() ([]ProjectionStatus, error) {
+	var out []ProjectionStatus
+	err := getJSON(t.HTTPURL+"/api/v1/projections", &out)
 	return out, err
 }
