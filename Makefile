@@ -55,11 +55,11 @@ bench-store:
 	$(GO) run $(GOFLAGS_BUILD) ./test/bench/storebench
 
 bench-register: build
-	@./test/deps.sh sipp:sip-tester kamailio:kamailio pg_ctlcluster:postgresql
+	@./test/deps.sh sipp:sip-tester kamailio:kamailio
 	$(GO) run $(GOFLAGS_BUILD) ./test/bench/regbench
 
 bench-calls: build
-	@./test/deps.sh sipp:sip-tester kamailio:kamailio pg_ctlcluster:postgresql
+	@./test/deps.sh sipp:sip-tester kamailio:kamailio
 	$(GO) run $(GOFLAGS_BUILD) ./test/bench/callbench
 
 clean:

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tandemswitch/tandem/projections"
 )
 
 // HA1User is a user configured by its precomputed MD5(user:realm:password).
@@ -276,14 +278,7 @@ func (t *Tandem) CallEvents(id string) ([]Event, error) {
 }
 
 // ProjectionStatus is one entry of GET /api/v1/projections.
-type ProjectionStatus struct {
-	Name       string `json:"name"`
-	Checkpoint uint64 `json:"checkpoint"`
-	Head       uint64 `json:"head"`
-	Lag        uint64 `json:"lag"`
-	Skipped    uint64 `json:"skipped"`
-	Running    bool   `json:"running"`
-}
+type ProjectionStatus = projections.Status
 
 // Projections lists the durable projections' progress.
 func (t *Tandem) Projections() ([]ProjectionStatus, error) {
