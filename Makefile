@@ -13,7 +13,7 @@ CONFIG    ?= examples/tandem.yaml
 RACE_PKGS := ./events/... ./actors/... ./gateway/... ./projections/... ./internal/...
 
 .PHONY: all build run test test-unit test-e2e deps-test proto vet fmt-check \
-        bench-store bench-register bench-calls clean
+        bench-store bench-register bench-calls bench-replay clean
 
 all: build
 
@@ -61,6 +61,9 @@ bench-register: build
 bench-calls: build
 	@./test/deps.sh sipp:sip-tester kamailio:kamailio
 	$(GO) run $(GOFLAGS_BUILD) ./test/bench/callbench
+
+bench-replay:
+	$(GO) run $(GOFLAGS_BUILD) ./test/bench/replaybench
 
 clean:
 	rm -rf bin

@@ -30,8 +30,12 @@ type Durable interface {
 	// never an error. An error stops the runner (the batch is discarded,
 	// and the next run resumes from the last checkpoint).
 	Apply(env *eventpb.Envelope) (known bool, err error)
-	// Commit writes the pending batch and checkpoint in one transaction.
-	Commit(ctx context.Context, checkpoint uint64) error
+	// Commit takes the pending batch (the fold goes on with an empty one)
+	// and returns the function that writes it and the checkpoint in one
+	// transaction. The runner calls those functions one at a time, in the
+	// order Commit returned them, possibly while later events are being
+	// folded; after a failed write it stops, and the next run Loads again.
+	Commit(checkpoint uint64) func(context.Context) error
 	// Reset deletes the projection's output and state: checkpoint 0.
 	Reset(ctx context.Context) error
 }
@@ -44,6 +48,10 @@ type Runner struct {
 	P     Durable
 	// BatchEvents is the most events folded into one commit. Default 4096.
 	BatchEvents int
+	// CatchUpCommit is how many events catching up (and rebuilding)
+	// folds into one commit. Default 65536: big transactions write each
+	// database page once rather than once per batch (bench-replay).
+	CatchUpCommit int
 	// FlushInterval is how long a batch that is not full waits for more
 	// events before it is committed. Default 50 ms: a CDR is written at
 	// most that long after its call ended, and a steady trickle of events
@@ -58,6 +66,9 @@ type Runner struct {
 func (r *Runner) defaults() {
 	if r.BatchEvents <= 0 {
 		r.BatchEvents = 4096
+	}
+	if r.CatchUpCommit <= 0 {
+		r.CatchUpCommit = 65536
 	}
 	if r.FlushInterval <= 0 {
 		r.FlushInterval = 50 * time.Millisecond
@@ -105,7 +116,11 @@ func (r *Runner) apply(env *eventpb.Envelope) error {
 }
 
 func (r *Runner) commit(ctx context.Context, pos uint64) error {
-	if err := r.P.Commit(ctx, pos); err != nil {
+	return r.write(ctx, r.P.Commit(pos), pos)
+}
+
+func (r *Runner) write(ctx context.Context, write func(context.Context) error, pos uint64) error {
+	if err := write(ctx); err != nil {
 		return fmt.Errorf("projection %s: commit at position %d: %w", r.P.Name(), pos, err)
 	}
 	r.checkpoint.Store(pos)
@@ -150,15 +165,54 @@ func (r *Runner) CatchUp(ctx context.Context) (uint64, error) {
 			}
 		}
 	}()
-	for b := range batches {
-		for _, env := range b {
-			if err := r.apply(env); err != nil {
-				return r.Checkpoint(), err
+	// Writes run on a third goroutine, one behind the fold, so that
+	// reading, folding and the database share the cores.
+	type pending struct {
+		write func(context.Context) error
+		pos   uint64
+	}
+	writes := make(chan pending, 1)
+	writeErr := make(chan error, 1)
+	go func() {
+		var err error
+		for w := range writes {
+			if err == nil {
+				if err = r.write(ctx, w.write, w.pos); err != nil {
+					cancel() // stop the reader and the fold
+				}
 			}
 		}
-		if err := r.commit(ctx, b[len(b)-1].GetPosition()); err != nil {
-			return r.Checkpoint(), err
+		writeErr <- err
+	}()
+	folded, last := 0, uint64(0)
+	var foldErr error
+fold:
+	for b := range batches {
+		for _, env := range b {
+			if foldErr = r.apply(env); foldErr != nil {
+				break fold
+			}
 		}
+		folded += len(b)
+		last = b[len(b)-1].GetPosition()
+		if folded >= r.CatchUpCommit {
+			select {
+			case writes <- pending{r.P.Commit(last), last}:
+			case <-ctx.Done():
+				break fold
+			}
+			folded = 0
+		}
+	}
+	if foldErr == nil && folded > 0 && ctx.Err() == nil {
+		writes <- pending{r.P.Commit(last), last}
+	}
+	close(writes)
+	if err := <-writeErr; err != nil {
+		return r.Checkpoint(), err
+	}
+	if foldErr != nil {
+		return r.Checkpoint(), foldErr
 	}
 	select {
 	case err := <-readErr:

@@ -127,7 +127,7 @@ func TestCDRsOfEveryDisposition(t *testing.T) {
 	st := memstore.New()
 	scenario(t, st)
 	sink := openSink(t)
-	r := &projections.Runner{Store: st, P: New(sink), BatchEvents: 3}
+	r := &projections.Runner{Store: st, P: New(sink), BatchEvents: 3, CatchUpCommit: 3}
 	if _, err := r.CatchUp(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestResumeAndRebuildAreIdentical(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i%4 == 3 || i == len(all)-1 {
-			if _, err := (&projections.Runner{Store: partial, P: New(parts), BatchEvents: 2}).CatchUp(ctx); err != nil {
+			if _, err := (&projections.Runner{Store: partial, P: New(parts), BatchEvents: 2, CatchUpCommit: 2}).CatchUp(ctx); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -253,5 +253,31 @@ func TestRunFollowsLiveEvents(t *testing.T) {
 	<-done
 	if got := strings.Count(export(t, sink, "csv"), "\n"); got != 7 {
 		t.Fatalf("%d lines exported, want header + 6", got)
+	}
+}
+
+// startedFields reads what proto.Unmarshal reads, for every field the CDR
+// takes, and refuses what it refuses.
+func TestStartedFieldsMatchesUnmarshal(t *testing.T) {
+	m := started("bob")
+	m.ALeg = &eventpb.ALeg{CallId: "x@y", Via: []string{"SIP/2.0/UDP a"}}
+	m.Offer, m.MaxForwards, m.SessionExpires = []byte("v=0\r\n"), 70, 1800
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := startedFields(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Caller != m.Caller || o.Callee != m.Callee || o.RequestURI != m.RequestUri || o.Source != m.Source {
+		t.Fatalf("got %+v from %v", o, m)
+	}
+	for _, bad := range [][]byte{b[:len(b)-1], {0x0a, 0x05, 'a'}, {0x0a, 0x01, 0xff}, {0xff}} {
+		_, err := startedFields(bad)
+		var want eventpb.CallStarted
+		if (err == nil) != (proto.Unmarshal(bad, &want) == nil) {
+			t.Errorf("%x: startedFields err %v, proto.Unmarshal disagrees", bad, err)
+		}
 	}
 }

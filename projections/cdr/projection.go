@@ -51,32 +51,27 @@ func (p *Projection) Load(ctx context.Context) (uint64, error) {
 // Apply folds one event.
 func (p *Projection) Apply(env *eventpb.Envelope) (bool, error) { return p.fold.Apply(env) }
 
-// Commit writes the batch's CDRs, the calls in progress it changed, and the
-// checkpoint, in one transaction.
-func (p *Projection) Commit(ctx context.Context, checkpoint uint64) error {
+// Commit takes the batch's CDRs, the calls in progress it changed and the
+// checkpoint, and returns the transaction that writes them.
+func (p *Projection) Commit(checkpoint uint64) func(context.Context) error {
 	done, changed := p.fold.take()
 	opens := map[string]*open{}
 	var deletes []string
 	for _, id := range changed {
 		if o, ok := p.fold.Open[id]; ok {
-			opens[id] = o
+			// A copy: the fold goes on changing its own while this
+			// batch is written.
+			c := *o
+			opens[id] = &c
+			p.stored[id] = true
 		} else if p.stored[id] {
 			deletes = append(deletes, id)
+			delete(p.stored, id)
 		}
 	}
-	if err := p.Sink.write(ctx, Name, done, opens, deletes, checkpoint); err != nil {
-		// The batch is lost with the transaction: make the next Load
-		// start over from the last checkpoint.
-		p.fold = NewFold()
-		return err
+	return func(ctx context.Context) error {
+		return p.Sink.write(ctx, Name, done, opens, deletes, checkpoint)
 	}
-	for id := range opens {
-		p.stored[id] = true
-	}
-	for _, id := range deletes {
-		delete(p.stored, id)
-	}
-	return nil
 }
 
 // Reset deletes every CDR and the projection's state.
