@@ -29,8 +29,11 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"sync"
+
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -149,34 +152,17 @@ func run(n int, parent string) error {
 	// Replay of every call stream with the actor's Apply, on all cores.
 	t0 = time.Now()
 	var replayed atomic.Int64
-	work := make(chan string, 1024)
-	errs := make(chan error, runtime.NumCPU())
-	var wg sync.WaitGroup
-	for w := 0; w < runtime.NumCPU(); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for id := range work {
-				k, err := replayCall(ctx, st, id)
-				if err != nil {
-					errs <- err
-					for range work {
-					}
-					return
-				}
-				replayed.Add(int64(k))
-			}
-		}()
-	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.NumCPU())
 	for _, id := range calls {
-		work <- id
+		g.Go(func() error {
+			k, err := replayCall(gctx, st, id)
+			replayed.Add(int64(k))
+			return err
+		})
 	}
-	close(work)
-	wg.Wait()
-	select {
-	case err := <-errs:
+	if err := g.Wait(); err != nil {
 		return err
-	default:
 	}
 	took = time.Since(t0)
 	replayRate := float64(replayed.Load()) / took.Seconds()
