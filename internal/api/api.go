@@ -1,7 +1,7 @@
 // Package api serves Tandem's HTTP interface: health, the registrations
-// listing, the live calls, a stream's events, and Prometheus metrics. It
-// only reads (the projections and the event store); handlers run
-// concurrently.
+// listing, the live calls, traffic statistics, a stream's events, and
+// Prometheus metrics. It only reads (the projections and the event store);
+// handlers run concurrently.
 package api
 
 import (
@@ -20,6 +20,7 @@ import (
 	"github.com/tandemswitch/tandem/internal/clock"
 	"github.com/tandemswitch/tandem/projections/calls"
 	"github.com/tandemswitch/tandem/projections/location"
+	"github.com/tandemswitch/tandem/projections/traffic"
 )
 
 // Server holds what the handlers read.
@@ -27,6 +28,7 @@ type Server struct {
 	Store    events.Store
 	Location *location.Index
 	Calls    *calls.Live
+	Traffic  *traffic.Projection // GET /api/v1/stats; nil: 503
 	Clock    clock.Clock
 	Metrics  http.Handler
 	// Pprof mounts net/http/pprof under /debug/pprof/ (config http.pprof).
@@ -43,6 +45,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/registrations/{aor}/events", s.registrationEvents)
 	mux.HandleFunc("GET /api/v1/calls", s.calls)
 	mux.HandleFunc("GET /api/v1/calls/{id}/events", s.callEvents)
+	mux.HandleFunc("GET /api/v1/stats", s.stats)
 	if s.Metrics != nil {
 		mux.Handle("GET /metrics", s.Metrics)
 	}
