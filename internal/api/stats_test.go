@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -10,44 +9,23 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
-	"github.com/tandemswitch/tandem/events"
 	"github.com/tandemswitch/tandem/events/eventpb"
-	"github.com/tandemswitch/tandem/events/memstore"
 	"github.com/tandemswitch/tandem/internal/clock"
 	"github.com/tandemswitch/tandem/projections/traffic"
+	"github.com/tandemswitch/tandem/projections/traffic/traffictest"
 )
 
 // trafficOf folds two calls: a.test answered at 10:00:05 for 30 s, b.test
 // busy at 10:01:10.
 func trafficOf(t *testing.T, t0 time.Time) *traffic.Projection {
-	t.Helper()
-	st := memstore.New()
-	for _, e := range []struct {
-		sec int
-		id  string
-		msg proto.Message
-	}{
-		{0, "a", &eventpb.CallStarted{Caller: "sip:alice@a.test"}},
-		{5, "a", &eventpb.CallAnswered{Leg: 1}},
-		{35, "a", &eventpb.CallEnded{By: "caller"}},
-		{70, "b", &eventpb.CallStarted{Caller: "sip:bob@B.test"}},
-		{71, "b", &eventpb.CallFailed{Reason: "rejected", SipStatus: 486}},
-	} {
-		env, err := events.Wrap(e.msg, t0.Add(time.Duration(e.sec)*time.Second), "n1", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := st.Append(context.Background(), "call-"+e.id, events.AnyVersion, []*eventpb.Envelope{env}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	p := traffic.New()
-	if err := p.CatchUp(context.Background(), st); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	sec := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Second) }
+	return traffictest.Folded(t,
+		traffictest.Event{At: sec(0), Call: "a", Msg: &eventpb.CallStarted{Caller: "sip:alice@a.test"}},
+		traffictest.Event{At: sec(5), Call: "a", Msg: &eventpb.CallAnswered{Leg: 1}},
+		traffictest.Event{At: sec(35), Call: "a", Msg: &eventpb.CallEnded{By: "caller"}},
+		traffictest.Event{At: sec(70), Call: "b", Msg: &eventpb.CallStarted{Caller: "sip:bob@B.test"}},
+		traffictest.Event{At: sec(71), Call: "b", Msg: &eventpb.CallFailed{Reason: "rejected", SipStatus: 486}},
+	)
 }
 
 func keysOf(m map[string]any) string {

@@ -1,19 +1,15 @@
 package metrics
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"google.golang.org/protobuf/proto"
 
-	"github.com/tandemswitch/tandem/events"
 	"github.com/tandemswitch/tandem/events/eventpb"
-	"github.com/tandemswitch/tandem/events/memstore"
 	"github.com/tandemswitch/tandem/internal/clock"
-	"github.com/tandemswitch/tandem/projections/traffic"
+	"github.com/tandemswitch/tandem/projections/traffic/traffictest"
 )
 
 // The traffic metrics are the projection's figures at scrape time: counts
@@ -21,31 +17,15 @@ import (
 // (absent when undefined).
 func TestTrafficMetrics(t *testing.T) {
 	t0 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
-	st := memstore.New()
-	for _, e := range []struct {
-		sec int
-		id  string
-		msg proto.Message
-	}{
-		{0, "a1", &eventpb.CallStarted{Caller: "sip:alice@a.test"}},
-		{5, "a1", &eventpb.CallAnswered{Leg: 1}},
-		{35, "a1", &eventpb.CallEnded{By: "caller"}},
-		{70, "b1", &eventpb.CallStarted{Caller: "sip:bob@b.test"}},
-		{71, "b1", &eventpb.CallFailed{Reason: "rejected", SipStatus: 486}},
-		{120, "a2", &eventpb.CallStarted{Caller: "sip:alice@a.test"}},
-	} {
-		env, err := events.Wrap(e.msg, t0.Add(time.Duration(e.sec)*time.Second), "n1", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := st.Append(context.Background(), "call-"+e.id, events.AnyVersion, []*eventpb.Envelope{env}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	p := traffic.New()
-	if err := p.CatchUp(context.Background(), st); err != nil {
-		t.Fatal(err)
-	}
+	sec := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Second) }
+	p := traffictest.Folded(t,
+		traffictest.Event{At: sec(0), Call: "a1", Msg: &eventpb.CallStarted{Caller: "sip:alice@a.test"}},
+		traffictest.Event{At: sec(5), Call: "a1", Msg: &eventpb.CallAnswered{Leg: 1}},
+		traffictest.Event{At: sec(35), Call: "a1", Msg: &eventpb.CallEnded{By: "caller"}},
+		traffictest.Event{At: sec(70), Call: "b1", Msg: &eventpb.CallStarted{Caller: "sip:bob@b.test"}},
+		traffictest.Event{At: sec(71), Call: "b1", Msg: &eventpb.CallFailed{Reason: "rejected", SipStatus: 486}},
+		traffictest.Event{At: sec(120), Call: "a2", Msg: &eventpb.CallStarted{Caller: "sip:alice@a.test"}},
+	)
 	clk := clock.NewFake(t0.Add(5 * time.Minute))
 	s := New(func() float64 { return 0 })
 	s.Traffic(p, clk.Now)
