@@ -33,6 +33,7 @@ import (
 	"github.com/tandemswitch/tandem/internal/metrics"
 	"github.com/tandemswitch/tandem/projections/calls"
 	"github.com/tandemswitch/tandem/projections/location"
+	"github.com/tandemswitch/tandem/projections/traffic"
 )
 
 // StoreDir is where a node keeps its event store under data_dir.
@@ -51,6 +52,7 @@ type Node struct {
 	pool     *dispatch.Pool
 	loc      *location.Index
 	live     *calls.Live
+	traffic  *traffic.Projection
 	calls    *call.Manager
 	gw       *gateway.Gateway
 	api      *api.Server
@@ -80,6 +82,8 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.live = calls.New()
 	n.metrics.ActiveCalls(func() float64 { return float64(n.live.Count()) })
 	n.metrics.ProjectionSkipped("calls", func() float64 { return float64(n.live.Skipped()) })
+	n.traffic = traffic.New()
+	n.metrics.Traffic(n.traffic, n.clock.Now)
 
 	st, err := embedded.Open(embedded.Options{
 		Dir:      StoreDir(n.cfg.DataDir),
@@ -96,7 +100,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.store = st
 
 	// HTTP first, so that /healthz answers "starting" during recovery.
-	n.api = &api.Server{Store: st, Location: n.loc, Calls: n.live, Clock: n.clock, Metrics: n.metrics.Handler(), Pprof: n.cfg.HTTP.Pprof}
+	n.api = &api.Server{Store: st, Location: n.loc, Calls: n.live, Traffic: n.traffic, Clock: n.clock, Metrics: n.metrics.Handler(), Pprof: n.cfg.HTTP.Pprof}
 	n.httpLn, err = net.Listen("tcp", n.cfg.HTTP.Listen)
 	if err != nil {
 		return fmt.Errorf("http.listen %s: %w", n.cfg.HTTP.Listen, err)
@@ -118,6 +122,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := n.live.CatchUp(ctx, st); err != nil {
+		return err
+	}
+	if err := n.traffic.CatchUp(ctx, st); err != nil {
 		return err
 	}
 	n.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
@@ -161,6 +168,14 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		if err := n.live.Run(runCtx, st); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, events.ErrClosed) {
 			n.api.Ready.Store(false)
 			n.log.Error("live-calls projection stopped; node reports unhealthy", "err", err)
+		}
+	}()
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		if err := n.traffic.Run(runCtx, st); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, events.ErrClosed) {
+			// Stats go stale; calls are not affected, so the node stays healthy.
+			n.log.Error("traffic projection stopped; /api/v1/stats and tandem_traffic_* are stale", "err", err)
 		}
 	}()
 
