@@ -1,8 +1,8 @@
 // Package api serves Tandem's HTTP interface: health, the registrations
-// listing, the live calls, a stream's events, CDRs and the projections'
-// status, and Prometheus metrics. It only reads the projections and the
-// event store, except that it can rebuild a projection; handlers run
-// concurrently.
+// listing, the live calls, traffic statistics, a stream's events, CDRs and
+// the projections' status, and Prometheus metrics. It only reads the
+// projections and the event store, except that it can rebuild a
+// projection; handlers run concurrently.
 package api
 
 import (
@@ -23,6 +23,7 @@ import (
 	"github.com/tandemswitch/tandem/projections/calls"
 	"github.com/tandemswitch/tandem/projections/cdr"
 	"github.com/tandemswitch/tandem/projections/location"
+	"github.com/tandemswitch/tandem/projections/traffic"
 )
 
 // Server holds what the handlers read.
@@ -30,6 +31,7 @@ type Server struct {
 	Store    events.Store
 	Location *location.Index
 	Calls    *calls.Live
+	Traffic  *traffic.Projection // GET /api/v1/stats; nil: 503
 	Clock    clock.Clock
 	Metrics  http.Handler
 	// Pprof mounts net/http/pprof under /debug/pprof/ (config http.pprof).
@@ -53,6 +55,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/projections", s.projectionStatus)
 	mux.HandleFunc("POST /api/v1/projections/{name}/rebuild", s.rebuildProjection)
 	mux.HandleFunc("GET /api/v1/cdrs", s.cdrs)
+	mux.HandleFunc("GET /api/v1/stats", s.stats)
 	if s.Metrics != nil {
 		mux.Handle("GET /metrics", s.Metrics)
 	}

@@ -1,6 +1,6 @@
 // Package node wires one Tandem node together from its configuration: the
 // embedded event store, the actor system with the registration and call
-// actors, the location, live-calls and CDR projections, the SIP gateway and the
+// actors, the location, live-calls, traffic and CDR projections, the SIP gateway and the
 // HTTP API. It owns start-up
 // order (store, projection catch-up, actor re-activation, then listeners)
 // and graceful shutdown in the reverse order. cmd/tandem stays thin by
@@ -35,6 +35,7 @@ import (
 	"github.com/tandemswitch/tandem/projections/calls"
 	"github.com/tandemswitch/tandem/projections/cdr"
 	"github.com/tandemswitch/tandem/projections/location"
+	"github.com/tandemswitch/tandem/projections/traffic"
 )
 
 // OpenCDRSink opens the CDR projection's database named by cfg.cdr.
@@ -61,6 +62,7 @@ type Node struct {
 	pool     *dispatch.Pool
 	loc      *location.Index
 	live     *calls.Live
+	traffic  *traffic.Projection
 	calls    *call.Manager
 	gw       *gateway.Gateway
 	api      *api.Server
@@ -92,6 +94,8 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.live = calls.New()
 	n.metrics.ActiveCalls(func() float64 { return float64(n.live.Count()) })
 	n.metrics.ProjectionSkipped("calls", func() float64 { return float64(n.live.Skipped()) })
+	n.traffic = traffic.New()
+	n.metrics.Traffic(n.traffic, n.clock.Now)
 
 	st, err := embedded.Open(embedded.Options{
 		Dir:      StoreDir(n.cfg.DataDir),
@@ -115,7 +119,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.metrics.ProjectionSkipped(cdr.Name, func() float64 { return float64(n.cdrs.R.Skipped()) })
 
 	// HTTP first, so that /healthz answers "starting" during recovery.
-	n.api = &api.Server{Store: st, Location: n.loc, Calls: n.live, Clock: n.clock, Metrics: n.metrics.Handler(), Pprof: n.cfg.HTTP.Pprof,
+	n.api = &api.Server{Store: st, Location: n.loc, Calls: n.live, Traffic: n.traffic, Clock: n.clock, Metrics: n.metrics.Handler(), Pprof: n.cfg.HTTP.Pprof,
 		Projections: map[string]*projections.Background{cdr.Name: n.cdrs}, CDRs: n.cdrSink}
 	n.httpLn, err = net.Listen("tcp", n.cfg.HTTP.Listen)
 	if err != nil {
@@ -138,6 +142,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := n.live.CatchUp(ctx, st); err != nil {
+		return err
+	}
+	if err := n.traffic.CatchUp(ctx, st); err != nil {
 		return err
 	}
 	n.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
@@ -190,6 +197,14 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		if err := n.live.Run(runCtx, st); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, events.ErrClosed) {
 			n.api.Ready.Store(false)
 			n.log.Error("live-calls projection stopped; node reports unhealthy", "err", err)
+		}
+	}()
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		if err := n.traffic.Run(runCtx, st); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, events.ErrClosed) {
+			// Stats go stale; calls are not affected, so the node stays healthy.
+			n.log.Error("traffic projection stopped; /api/v1/stats and tandem_traffic_* are stale", "err", err)
 		}
 	}()
 

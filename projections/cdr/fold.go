@@ -149,13 +149,13 @@ func (f *Fold) Apply(env *eventpb.Envelope) (bool, error) {
 		if err := proto.Unmarshal(env.GetData(), &m); err != nil {
 			return true, fmt.Errorf("CallEnded of %s: %w", id, err)
 		}
-		f.finish(id, o, env, at, m.GetSipStatus(), m.GetQ850Cause(), side(m.GetBy()), "")
+		f.finish(id, o, env, at, m.GetSipStatus(), m.GetQ850Cause(), side(m.GetBy()), nil)
 	case typeFailed:
 		var m eventpb.CallFailed
 		if err := proto.Unmarshal(env.GetData(), &m); err != nil {
 			return true, fmt.Errorf("CallFailed of %s: %w", id, err)
 		}
-		f.finish(id, o, env, at, m.GetSipStatus(), m.GetQ850Cause(), failedSide(m.GetReason()), failedDisposition(m.GetReason(), m.GetSipStatus()))
+		f.finish(id, o, env, at, m.GetSipStatus(), m.GetQ850Cause(), failedSide(m.GetReason()), &m)
 	default:
 		return callEventTypes[t], nil
 	}
@@ -171,23 +171,20 @@ func containsNode(list, n string) bool {
 	return false
 }
 
-// finish turns an open call into its CDR.
-func (f *Fold) finish(id string, o *open, env *eventpb.Envelope, endMS int64, status, q850 uint32, side, disposition string) {
+// finish turns an open call into its CDR; failed is the CallFailed that
+// ended it (nil for CallEnded).
+func (f *Fold) finish(id string, o *open, env *eventpb.Envelope, endMS int64, status, q850 uint32, side string, failed *eventpb.CallFailed) {
 	c := CDR{
 		CallID: id, Caller: o.Caller, Callee: o.Callee, RequestURI: o.RequestURI, Source: o.Source,
 		Start: time.UnixMilli(o.StartMS).UTC(), End: time.UnixMilli(endMS).UTC(),
 		SIPStatus: status, Q850Cause: q850, HangupSide: side, Legs: o.Legs, Nodes: o.Nodes,
-		Position: env.GetPosition(), Disposition: disposition,
+		Position: env.GetPosition(), Disposition: Disposition(o.AnswerMS != 0, failed),
 	}
 	c.Duration = max(0, (endMS-o.StartMS)/1000)
 	if o.AnswerMS != 0 {
 		a := time.UnixMilli(o.AnswerMS).UTC()
 		c.Answer = &a
-		c.Disposition = Answered
-		c.Billable = int64(math.Ceil(float64(max(0, endMS-o.AnswerMS)) / 1000))
-	}
-	if c.Disposition == "" {
-		c.Disposition = Failed
+		c.Billable = BillableSeconds(o.AnswerMS, endMS)
 	}
 	f.Done = append(f.Done, c)
 	delete(f.Open, id)
@@ -214,6 +211,28 @@ func failedSide(reason string) string {
 		return "callee"
 	}
 	return "system"
+}
+
+// Disposition classifies a call that is over, as its CDR does: ANSWERED
+// once it was answered (however it ended); otherwise by the CallFailed
+// that ended it (see failedDisposition), or FAILED when it ended with a
+// CallEnded (failed nil) without an answer. The traffic projection counts
+// dispositions with it.
+func Disposition(answered bool, failed *eventpb.CallFailed) string {
+	switch {
+	case answered:
+		return Answered
+	case failed != nil:
+		return failedDisposition(failed.GetReason(), failed.GetSipStatus())
+	}
+	return Failed
+}
+
+// BillableSeconds is the billable time of a call answered at answerMS and
+// ended at endMS (Unix milliseconds): a started second counts whole
+// (per-second billing); never negative.
+func BillableSeconds(answerMS, endMS int64) int64 {
+	return int64(math.Ceil(float64(max(0, endMS-answerMS)) / 1000))
 }
 
 // failedDisposition classifies a call that was never answered: the
