@@ -1,7 +1,8 @@
 // Package api serves Tandem's HTTP interface: health, the registrations
-// listing, the live calls, a stream's events, and Prometheus metrics. It
-// only reads (the projections and the event store); handlers run
-// concurrently.
+// listing, the live calls, a stream's events, the auditors' replay and
+// point-in-time state (rendered by projections/replay, for the tools'
+// --server mode), and Prometheus metrics. It only reads (the projections
+// and the event store); handlers run concurrently.
 package api
 
 import (
@@ -43,6 +44,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/registrations/{aor}/events", s.registrationEvents)
 	mux.HandleFunc("GET /api/v1/calls", s.calls)
 	mux.HandleFunc("GET /api/v1/calls/{id}/events", s.callEvents)
+	mux.HandleFunc("GET /api/v1/replay/calls/{id}", s.replayCall)
+	mux.HandleFunc("GET /api/v1/replay/registrations/{aor}", s.replayRegistration)
+	mux.HandleFunc("GET /api/v1/state", s.stateAt)
 	if s.Metrics != nil {
 		mux.Handle("GET /metrics", s.Metrics)
 	}
