@@ -1,7 +1,10 @@
 // Command tandem is the one Tandem binary: `tandem serve --config FILE` runs
-// a node; `tandem version` prints the version. It stays thin (flags, config,
-// wiring through internal/node, signals); command-line parsing uses
-// github.com/spf13/cobra, a well-kept library, rather than our own.
+// a node; `tandem replay call|registration` and `tandem state --at T` show
+// an auditor what the events say (on a stopped node's data directory or
+// through a running node's API); `tandem version` prints the version. It
+// stays thin (flags, config, wiring through internal/node and the
+// projections, signals); command-line parsing uses github.com/spf13/cobra,
+// a well-kept library, rather than our own.
 package main
 
 import (
@@ -48,7 +51,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServe(), newVersion())
+	root.AddCommand(newServe(), newVersion(), newReplay(), newState())
 	return root
 }
 
