@@ -122,13 +122,19 @@ type rig struct {
 
 func newRig(t *testing.T, st events.Store, clk *clock.Fake) *rig {
 	t.Helper()
+	return newRigOn(t, st, clk, "n1")
+}
+
+// newRigOn is newRig for a manager that writes as node.
+func newRigOn(t *testing.T, st events.Store, clk *clock.Fake, node string) *rig {
+	t.Helper()
 	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}))
 	tp := &fakeTransport{}
 	n := 0
 	var mu sync.Mutex
-	m := NewManager(sys, Config{Store: st, Clock: clk, Node: "n1", Transport: tp,
+	m := NewManager(sys, Config{Store: st, Clock: clk, Node: node, Transport: tp,
 		NoAnswerTimeout: 30 * time.Second, Logger: slog.New(slog.DiscardHandler),
 		NewBranch: func() string { mu.Lock(); defer mu.Unlock(); n++; return fmt.Sprintf("br%d", n) }})
 	t.Cleanup(m.Stop)

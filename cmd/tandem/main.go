@@ -1,8 +1,10 @@
 // Command tandem is the one Tandem binary: `tandem serve --config FILE` runs
 // a node; `tandem version` prints the version; the tool commands (cdr,
 // projections, replay, state, audit) work on a stopped node's data
-// directory or on a running node's HTTP API (see target). It stays thin (flags, config,
-// wiring through internal/node, signals); command-line parsing uses
+// directory or on a running node's HTTP API (see target): `tandem replay
+// call|registration` and `tandem state --at T` show an auditor what the
+// events say. It stays thin (flags, config, wiring through internal/node
+// and the projections, signals); command-line parsing uses
 // github.com/spf13/cobra, a well-kept library, rather than our own.
 package main
 
@@ -50,7 +52,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServe(), newVersion(), newCDR(), newProjections())
+	root.AddCommand(newServe(), newVersion(), newCDR(), newProjections(), newReplay(), newState())
 	return root
 }
 

@@ -1,8 +1,9 @@
 // Package api serves Tandem's HTTP interface: health, the registrations
 // listing, the live calls, traffic statistics, a stream's events, CDRs and
-// the projections' status, and Prometheus metrics. It only reads the
-// projections and the event store, except that it can rebuild a
-// projection; handlers run concurrently.
+// the projections' status, the auditors' replay and point-in-time state
+// (rendered by projections/replay, for the tools' --server mode), and
+// Prometheus metrics. It only reads the projections and the event store,
+// except that it can rebuild a projection; handlers run concurrently.
 package api
 
 import (
@@ -56,6 +57,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/projections/{name}/rebuild", s.rebuildProjection)
 	mux.HandleFunc("GET /api/v1/cdrs", s.cdrs)
 	mux.HandleFunc("GET /api/v1/stats", s.stats)
+	mux.HandleFunc("GET /api/v1/replay/calls/{id}", s.replayCall)
+	mux.HandleFunc("GET /api/v1/replay/registrations/{aor}", s.replayRegistration)
+	mux.HandleFunc("GET /api/v1/state", s.stateAt)
 	if s.Metrics != nil {
 		mux.Handle("GET /metrics", s.Metrics)
 	}
