@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tandemswitch/tandem/internal/config"
 	"github.com/tandemswitch/tandem/internal/node"
 	"github.com/tandemswitch/tandem/projections"
 	"github.com/tandemswitch/tandem/projections/cdr"
@@ -125,7 +126,8 @@ func newProjections() *cobra.Command {
 // localRunner builds the runner of the named projection over a local data
 // directory (the store opened read-only: a rebuild writes only the
 // projection's own database).
-func (t *target) localRunner(ctx context.Context, name string) (*projections.Runner, func(), error) {
+// Only a rebuild may create the projection's database (create).
+func (t *target) localRunner(ctx context.Context, name string, create bool) (*projections.Runner, func(), error) {
 	if name != cdr.Name {
 		return nil, nil, fmt.Errorf("no projection %q (known: %s)", name, cdr.Name)
 	}
@@ -133,12 +135,15 @@ func (t *target) localRunner(ctx context.Context, name string) (*projections.Run
 	if err != nil {
 		return nil, nil, err
 	}
-	_, cfg, err := t.local()
-	if err != nil {
-		st.Close()
-		return nil, nil, err
+	var sink *cdr.Sink
+	if create {
+		var cfg *config.Config
+		if _, cfg, err = t.local(); err == nil {
+			sink, err = node.OpenCDRSink(ctx, cfg)
+		}
+	} else {
+		sink, err = t.openCDRSink(ctx)
 	}
-	sink, err := node.OpenCDRSink(ctx, cfg)
 	if err != nil {
 		st.Close()
 		return nil, nil, err
@@ -170,7 +175,7 @@ func newProjectionsStatus() *cobra.Command {
 					return err
 				}
 			} else {
-				r, closeAll, err := t.localRunner(ctx, cdr.Name)
+				r, closeAll, err := t.localRunner(ctx, cdr.Name, false)
 				if err != nil {
 					return err
 				}
@@ -207,7 +212,7 @@ func newProjectionsRebuild() *cobra.Command {
 					return err
 				}
 			} else {
-				r, closeAll, err := t.localRunner(ctx, args[0])
+				r, closeAll, err := t.localRunner(ctx, args[0], true)
 				if err != nil {
 					return err
 				}

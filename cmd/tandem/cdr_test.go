@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -58,6 +59,12 @@ func TestCDRCommandsOnADataDirectory(t *testing.T) {
 	dir := dataDirWithCalls(t)
 	if _, err := run("cdr", "export", "--data", dir); err == nil || !strings.Contains(err.Error(), "no CDR database") {
 		t.Fatalf("export before any projection ran: %v", err)
+	}
+	if _, err := run("projections", "status", "--data", dir); err == nil || !strings.Contains(err.Error(), "no CDR database") {
+		t.Fatalf("status before any projection ran: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "projections", "cdr.sqlite")); err == nil {
+		t.Fatal("status created the CDR database")
 	}
 	out, err := run("projections", "rebuild", "cdr", "--data", dir)
 	if err != nil || !strings.Contains(out, "rebuilt cdr: checkpoint 8 of 8 events") {
