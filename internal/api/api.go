@@ -1,10 +1,11 @@
 // Package api serves Tandem's HTTP interface: health, the registrations
-// listing, the live calls, a stream's events, and Prometheus metrics. It
-// only reads (the projections and the event store); handlers run
-// concurrently.
+// listing, the live calls, a stream's events, the audit of the event log,
+// and Prometheus metrics. It only reads (the projections and the event
+// store); handlers run concurrently.
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"github.com/tandemswitch/tandem/actors/call"
 	"github.com/tandemswitch/tandem/actors/registrar"
 	"github.com/tandemswitch/tandem/events"
+	"github.com/tandemswitch/tandem/events/embedded"
 	"github.com/tandemswitch/tandem/events/eventpb"
 	"github.com/tandemswitch/tandem/internal/clock"
 	"github.com/tandemswitch/tandem/projections/calls"
@@ -29,6 +31,9 @@ type Server struct {
 	Calls    *calls.Live
 	Clock    clock.Clock
 	Metrics  http.Handler
+	// Audit verifies the event log's hash chain (the embedded store's
+	// Verify) for GET /api/v1/audit/verify; nil answers 501.
+	Audit func(ctx context.Context) (*embedded.AuditReport, error)
 	// Pprof mounts net/http/pprof under /debug/pprof/ (config http.pprof).
 	Pprof bool
 	// Ready is set once SIP and the store are serving.
@@ -43,6 +48,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/registrations/{aor}/events", s.registrationEvents)
 	mux.HandleFunc("GET /api/v1/calls", s.calls)
 	mux.HandleFunc("GET /api/v1/calls/{id}/events", s.callEvents)
+	mux.HandleFunc("GET /api/v1/audit/verify", s.auditVerify)
 	if s.Metrics != nil {
 		mux.Handle("GET /metrics", s.Metrics)
 	}
@@ -132,6 +138,22 @@ func (s *Server) callEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.streamEvents(w, r, call.StreamName(id))
+}
+
+// auditVerify walks the whole event log and answers the report: 200 with
+// "intact": false when it found tampering (a finding, not a failure), 500
+// only when the walk itself failed.
+func (s *Server) auditVerify(w http.ResponseWriter, r *http.Request) {
+	if s.Audit == nil {
+		writeError(w, http.StatusNotImplemented, "this node's event store keeps no hash chain to verify")
+		return
+	}
+	rep, err := s.Audit(r.Context())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "audit verify: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
 }
 
 // maxEvents bounds one listing.

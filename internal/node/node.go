@@ -96,7 +96,8 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.store = st
 
 	// HTTP first, so that /healthz answers "starting" during recovery.
-	n.api = &api.Server{Store: st, Location: n.loc, Calls: n.live, Clock: n.clock, Metrics: n.metrics.Handler(), Pprof: n.cfg.HTTP.Pprof}
+	n.api = &api.Server{Store: st, Location: n.loc, Calls: n.live, Clock: n.clock, Metrics: n.metrics.Handler(), Pprof: n.cfg.HTTP.Pprof,
+		Audit: st.Verify}
 	n.httpLn, err = net.Listen("tcp", n.cfg.HTTP.Listen)
 	if err != nil {
 		return fmt.Errorf("http.listen %s: %w", n.cfg.HTTP.Listen, err)
