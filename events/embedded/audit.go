@@ -71,8 +71,8 @@ type AuditReport struct {
 	// comparing it with a head hash recorded before (see the package
 	// documentation).
 	HeadHash string `json:"head_hash"`
-	// FirstProblem is the problem with the lowest position, nil when
-	// Intact.
+	// FirstProblem is the first problem the walk met (it goes in position
+	// order, then checks the anchor and the stream index); nil when Intact.
 	FirstProblem *Problem `json:"first_problem,omitempty"`
 }
 
@@ -95,9 +95,11 @@ func (s *Store) Verify(ctx context.Context) (*AuditReport, error) {
 		return nil, err
 	}
 	defer s.release()
+	// The head before the snapshot: the snapshot holds at least that much.
+	a := auditor{published: s.head.Load()}
 	snap := s.db.NewSnapshot()
 	defer snap.Close()
-	a := auditor{r: snap, published: s.head.Load()}
+	a.r = snap
 	p, err := a.walk(ctx)
 	if err != nil {
 		return nil, err
