@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -162,6 +163,17 @@ func verifyDir(t *testing.T, dir string) *AuditReport {
 		t.Fatalf("Verify: %v (tampering is a finding, not an error)", err)
 	}
 	return rep
+}
+
+// openPebble opens a store's Pebble directly, as someone with the files
+// would, with its messages discarded.
+func openPebble(t *testing.T, dir string) *pebble.DB {
+	t.Helper()
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log: slog.New(slog.DiscardHandler)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
 
 // tamperer edits a store's Pebble directly, as someone with the files would.
@@ -327,10 +339,7 @@ func TestVerifyCatchesTampering(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := copyStore(t, orig)
-			db, err := pebble.Open(dir, &pebble.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			db := openPebble(t, dir)
 			tc.tamper(tamperer{t, db})
 			if err := db.Close(); err != nil {
 				t.Fatal(err)
@@ -370,10 +379,7 @@ func TestVerifyRewrittenHistoryNeedsTheHeadHash(t *testing.T) {
 	orig := tamperFixture(t)
 	before := verifyDir(t, orig)
 	dir := copyStore(t, orig)
-	db, err := pebble.Open(dir, &pebble.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openPebble(t, dir)
 	tm := tamperer{t, db}
 	e := tm.event(5)
 	e.Data = []byte("rewritten")
@@ -421,10 +427,7 @@ func TestCheckReportsChainDamage(t *testing.T) {
 // the hash chain (format /1) is refused with the reason.
 func TestOpenRefusesStoreBeforeChain(t *testing.T) {
 	dir := t.TempDir()
-	db, err := pebble.Open(dir, &pebble.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openPebble(t, dir)
 	if err := db.Set(formatKey, []byte("tandem-embedded/1"), pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
