@@ -28,8 +28,9 @@ type AppendResult struct {
 type Store interface {
 	// Append atomically appends events to stream if the stream's current
 	// version equals expected (or expected is AnyVersion). The store assigns
-	// each envelope's Stream, Version and Position; the caller fills Type,
-	// Data, Time, Node and Cause. Append returns only once the events are
+	// each envelope's Stream, Version and Position (and a store that keeps a
+	// hash chain, such as the embedded one, PrevHash); the caller fills
+	// Type, Data, Time, Node and Cause. Append returns only once the events are
 	// durable (fsync); on error nothing was appended. A mismatch returns an
 	// error wrapping ErrVersionConflict. The store may keep references to
 	// the envelopes' contents (Time, Cause, Data): callers must not modify

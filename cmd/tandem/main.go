@@ -52,7 +52,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServe(), newVersion(), newCDR(), newProjections(), newReplay(), newState())
+	root.AddCommand(newServe(), newVersion(), newCDR(), newProjections(), newReplay(), newState(), newAudit())
 	return root
 }
 

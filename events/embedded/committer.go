@@ -18,7 +18,8 @@ import (
 type appendReq struct {
 	stream   string
 	expected int64
-	bodies   [][]byte            // envelopes marshalled without stream, version, position
+	bodies   [][]byte            // envelopes' known fields marshalled without stream, version, position, prev_hash
+	unknown  [][]byte            // their unknown fields; nil when none has any
 	envs     []*eventpb.Envelope // the same envelopes, unmarshalled, for the tail
 	done     chan appendOutcome  // buffered (1): the committer never blocks on a caller
 }
@@ -108,6 +109,15 @@ func (s *Store) commit(group []*appendReq) {
 	defer b.Close()
 
 	pos := s.head.Load()
+	// The chain: prev is the hash of the record at pos. links holds the
+	// prev_hash of every event of the group, one allocation per group,
+	// shared by the published envelopes.
+	prev := s.chain
+	nEvents := 0
+	for _, req := range group {
+		nEvents += len(req.bodies)
+	}
+	links := make([]byte, 0, nEvents*hashSize)
 	published := s.tailBuf[:0]
 	pending := make(map[string]uint64, len(group)) // versions written by this group
 	var created []string                           // streams this group creates
@@ -132,10 +142,17 @@ func (s *Store) commit(group []*appendReq) {
 		for j, body := range req.bodies {
 			pos++
 			cur++
+			links = append(links, prev[:]...)
+			link := links[len(links)-hashSize : len(links) : len(links)]
 			env := req.envs[j]
-			env.Stream, env.Version, env.Position = req.stream, cur, pos
+			env.Stream, env.Version, env.Position, env.PrevHash = req.stream, cur, pos, link
 			published = append(published, env)
-			s.scratch = appendRecord(s.scratch[:0], req.stream, cur, pos, body)
+			var unknown []byte
+			if req.unknown != nil {
+				unknown = req.unknown[j]
+			}
+			s.scratch = appendRecord(s.scratch[:0], req.stream, cur, pos, body, link, unknown)
+			prev = recordHash(s.scratch)
 			s.keyBuf = eventKey(s.keyBuf[:0], pos)
 			_ = b.Set(s.keyBuf, s.scratch, nil) // Set copies; it fails only on a closed batch
 			s.keyBuf = streamKey(s.keyBuf[:0], req.stream, cur)
@@ -148,6 +165,10 @@ func (s *Store) commit(group []*appendReq) {
 	}
 
 	if nAccepted > 0 {
+		// The head anchor, in the same batch: a log that loses its newest
+		// events no longer ends where it says.
+		s.scratch = appendAnchor(s.scratch[:0], pos, &prev)
+		_ = b.Set(anchorKey, s.scratch, nil)
 		if err := s.db.Apply(b, pebble.Sync); err != nil {
 			first := s.head.Load() + 1
 			s.failed = fmt.Errorf("embedded: commit of positions %d..%d failed; the store refuses appends until reopened: %w",
@@ -158,6 +179,7 @@ func (s *Store) commit(group []*appendReq) {
 			}
 			return
 		}
+		s.chain = prev
 		for stream, v := range pending {
 			s.versions.put(stream, v)
 		}

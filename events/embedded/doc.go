@@ -25,9 +25,10 @@
 //     version; appends to the same stream inside one group are applied in
 //     order, so the second sees the version left by the first, and a
 //     rejected append takes nothing (no version, no position) from the others;
-//  2. assigns stream versions and global positions in queue order;
-//  3. writes every accepted record into one pebble.Batch and commits it with
-//     pebble.Sync: one fsync for the group;
+//  2. assigns stream versions and global positions in queue order, and links
+//     each record to the one before (see Tamper evidence);
+//  3. writes every accepted record, and the new head anchor, into one
+//     pebble.Batch and commits it with pebble.Sync: one fsync for the group;
 //  4. only then publishes the new head (readers and subscribers never see
 //     beyond it) and answers every caller.
 //
@@ -42,7 +43,8 @@
 //	global order:  'e' | position (8 bytes big-endian)          -> record
 //	stream index:  's' | uvarint(len(stream)) | stream | version (8 bytes BE)
 //	                                                            -> position (8 bytes BE)
-//	format:        "mformat"                                    -> "tandem-embedded/1"
+//	format:        "mformat"                                    -> "tandem-embedded/2"
+//	head anchor:   "mhead"     -> last position (8 bytes BE) | SHA-256 of its envelope (32 bytes)
 //
 //	record:
 //	 0                   1                   2                   3
@@ -50,16 +52,54 @@
 //	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //	|        CRC-32C (Castagnoli) of the envelope, big-endian       |
 //	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//	|  eventpb.Envelope, protobuf, with stream, version and position  :
-//	:  filled by the store                                            |
+//	|  eventpb.Envelope, protobuf, fields in number order:            :
+//	:  1-3 stream, version, position (filled by the store)            :
+//	:  4-8 time, node, cause, type, data (the writer's)               :
+//	:  9   prev_hash: SHA-256 of the previous record's envelope       :
+//	:      (filled by the store; 32 zero bytes at position 1)         :
+//	:  then any unknown fields the writer's envelope carried          |
 //	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //
+// The envelope bytes are exactly what proto.Marshal gives for the decoded
+// envelope, so anyone holding the envelopes can recompute the chain.
 // The length prefix makes stream names unambiguous (no stream's keys are a
 // prefix of another's). Reads verify the CRC and that the record names the
 // position (and stream and version) it was found under; a mismatch is an
 // error wrapping events.ErrCorrupt naming the position, never skipped. The
-// head at Open is the last 'e' key. Check verifies the whole store.
+// head at Open is the last 'e' key. Check and Verify check the whole store.
 //
+// Open refuses a "tandem-embedded/1" store: it predates the hash chain,
+// and this package has no converter for it.
+//
+// # Tamper evidence
+//
+// Every event's prev_hash is the SHA-256 of the previous event's envelope
+// bytes (the record without its CRC), so each event vouches for the whole
+// history before it. The committer computes the links as it assigns
+// positions (one SHA-256 per event, on its goroutine) and keeps the hash of
+// the head in memory; Open recomputes it from the last record. Every group
+// commit also writes the head anchor, the last position and its hash, in
+// the same batch, so the anchor always names the last record.
+//
+// Verify (`tandem audit verify`) walks the log and reports the first
+// problem with its position: an event altered (its checksum fails, or its
+// hash is no longer what the next event, or the anchor for the last event,
+// recorded), missing (a gap, or the anchor names a position past the end)
+// or out of order (a record under a position it does not name, or one its
+// stream's index does not place there). Where a link breaks between k-1
+// and k, the event after k decides which changed: if it still vouches for
+// k, k-1 changed; if not, k is not the event written there (say, moved
+// there with its position field rewritten). Open refuses to append to a
+// store whose log does not end where its anchor says, as appending would
+// overwrite the anchor and with it the evidence.
+//
+// What the chain does not prove: it holds no secret. Someone with the files
+// who rewrites an event, every record after it (each link and checksum) and
+// the anchor leaves a log that verifies as intact; so does someone who
+// cuts the newest events and rewrites the anchor to the new end. Such a
+// rewrite changes the head hash, so it is caught by comparing the head hash
+// Verify prints with one recorded elsewhere before (a ticket, a log
+// shipped off the host, a second node). Keep the head hash of each audit.
 // # Concurrency
 //
 // All methods are safe to call concurrently. Only the committer writes.

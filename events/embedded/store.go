@@ -69,8 +69,11 @@ type Store struct {
 	failed   error      // set when a commit failed; every later append gets it
 	// lastGroup is how many appends the previous group commit carried.
 	lastGroup int
-	scratch   []byte
-	keyBuf    []byte
+	// chain is the hash of the record at head: the prev_hash of the next
+	// event (zeros for an empty store).
+	chain   [hashSize]byte
+	scratch []byte
+	keyBuf  []byte
 }
 
 var _ events.Store = (*Store)(nil)
@@ -138,9 +141,12 @@ func open(opts Options) (*Store, error) {
 		versions: newVersionCache(opts.StreamCacheSize),
 		tail:     newTailRing(opts.TailSize),
 	}
-	head, err := s.lastPosition()
+	head, chain, err := lastRecord(db)
 	if err == nil {
 		err = s.checkFormat(head)
+	}
+	if err == nil && !opts.ReadOnly {
+		err = s.checkAnchor(head, &chain)
 	}
 	if err == nil {
 		s.streams, err = s.loadStreams()
@@ -150,6 +156,7 @@ func open(opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.head.Store(head)
+	s.chain = chain
 	s.log.Debug("event store open", "dir", opts.Dir, "head", head)
 	return s, nil
 }
@@ -199,24 +206,20 @@ func (s *Store) loadStreams() (*streamSet, error) {
 	return set, nil
 }
 
-// lastPosition finds the last 'e' key: the head at Open.
-func (s *Store) lastPosition() (uint64, error) {
-	it, err := s.db.NewIter(&pebble.IterOptions{
-		LowerBound: []byte{prefixEvent},
-		UpperBound: []byte{prefixEvent + 1},
-	})
+// checkAnchor refuses to write on a log that does not end where its head
+// anchor says: appending would overwrite the anchor and so erase the
+// evidence of events removed from (or added to, or altered at) the end.
+// Read-only opens skip it, so that Verify can report the problem.
+func (s *Store) checkAnchor(head uint64, hash *[hashSize]byte) error {
+	p, err := checkAnchor(s.db, head, hash)
 	if err != nil {
-		return 0, fmt.Errorf("embedded: find head: %w", err)
+		return err
 	}
-	defer it.Close()
-	if !it.Last() {
-		return 0, it.Error()
+	if p != nil {
+		return fmt.Errorf("%w: %s: %s; refusing to append to it (run `tandem audit verify`)",
+			events.ErrCorrupt, s.opts.Dir, p.Message)
 	}
-	pos, ok := parseEventKey(it.Key())
-	if !ok {
-		return 0, fmt.Errorf("%w: last event key %x is not 'e' + 8 bytes", events.ErrCorrupt, it.Key())
-	}
-	return pos, nil
+	return nil
 }
 
 // checkFormat verifies the format marker, writing it into a new store.
@@ -239,6 +242,10 @@ func (s *Store) checkFormat(head uint64) error {
 		return fmt.Errorf("embedded: read format marker: %w", err)
 	}
 	defer closer.Close()
+	if bytes.Equal(v, formatBeforeChain) {
+		return fmt.Errorf("embedded: %s has format %q, which predates the hash chain (tamper evidence) of %q: this binary does not open it",
+			s.opts.Dir, v, formatValue)
+	}
 	if !bytes.Equal(v, formatValue) {
 		return fmt.Errorf("embedded: %s has format %q, this binary reads %q", s.opts.Dir, v, formatValue)
 	}
@@ -264,9 +271,11 @@ func (s *Store) isClosing() bool {
 // events.ErrVersionConflict); bad input returns an error wrapping
 // events.ErrInvalidAppend without reaching the committer.
 //
-// On success the store also fills Stream, Version and Position of the
-// caller's envelopes. The envelopes are marshalled before Append queues the
-// request and are not touched afterwards except by that final fill.
+// On success the store also fills Stream, Version, Position and PrevHash
+// (the hash chain's link to the previous event) of the caller's envelopes.
+// PrevHash shares memory with what subscribers receive: do not modify it.
+// The envelopes are marshalled before Append queues the request and are not
+// touched afterwards except by that final fill.
 //
 // ctx is honoured while the request waits for room in the queue. Once it is
 // queued the committer decides the outcome: if ctx ends first, Append returns
@@ -322,12 +331,14 @@ func (s *Store) Append(ctx context.Context, stream string, expected int64, evs [
 		e.Stream = stream
 		e.Version = out.lastVersion - n + 1 + uint64(i)
 		e.Position = out.lastPosition - n + 1 + uint64(i)
+		e.PrevHash = req.envs[i].PrevHash // written by the committer before it answered
 	}
 	return events.AppendResult{Version: out.lastVersion, Position: out.lastPosition}, nil
 }
 
 // newAppendReq validates an append and marshals its envelopes (without the
-// fields the store assigns) on the caller's goroutine.
+// fields the store assigns) on the caller's goroutine. Unknown fields are
+// kept apart, as the record puts them after prev_hash (see appendRecord).
 func newAppendReq(stream string, expected int64, evs []*eventpb.Envelope) (*appendReq, error) {
 	switch {
 	case stream == "":
@@ -343,6 +354,7 @@ func newAppendReq(stream string, expected int64, evs []*eventpb.Envelope) (*appe
 			events.ErrInvalidAppend, stream, expected, events.AnyVersion)
 	}
 	var buf []byte
+	var unknown [][]byte // nil unless an event has unknown fields
 	ends := make([]int, len(evs))
 	envs := make([]*eventpb.Envelope, len(evs))
 	mo := proto.MarshalOptions{Deterministic: true}
@@ -357,12 +369,16 @@ func newAppendReq(stream string, expected int64, evs []*eventpb.Envelope) (*appe
 		// envelope (which must not change them after Append, see
 		// events.Store) and is what live subscribers receive from the tail.
 		body := &eventpb.Envelope{Time: e.Time, Node: e.Node, Cause: e.Cause, Type: e.Type, Data: e.Data}
-		if u := e.ProtoReflect().GetUnknown(); len(u) > 0 {
-			body.ProtoReflect().SetUnknown(u)
-		}
 		var err error
 		if buf, err = mo.MarshalAppend(buf, body); err != nil {
 			return nil, fmt.Errorf("%w: stream %q: event %d (%s): %v", events.ErrInvalidAppend, stream, i, e.GetType(), err)
+		}
+		if u := e.ProtoReflect().GetUnknown(); len(u) > 0 {
+			body.ProtoReflect().SetUnknown(u)
+			if unknown == nil {
+				unknown = make([][]byte, len(evs))
+			}
+			unknown[i] = u
 		}
 		ends[i] = len(buf)
 		envs[i] = body
@@ -373,7 +389,8 @@ func newAppendReq(stream string, expected int64, evs []*eventpb.Envelope) (*appe
 		bodies[i] = buf[start:end:end]
 		start = end
 	}
-	return &appendReq{stream: stream, expected: expected, bodies: bodies, envs: envs, done: make(chan appendOutcome, 1)}, nil
+	return &appendReq{stream: stream, expected: expected, bodies: bodies, unknown: unknown, envs: envs,
+		done: make(chan appendOutcome, 1)}, nil
 }
 
 // acquire keeps Pebble open for a read; release ends it.

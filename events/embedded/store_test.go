@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -502,7 +504,7 @@ func TestReadsStopAtHead(t *testing.T) {
 	// Write position 2 behind the committer's back, as a commit in progress
 	// that has not been published yet would look.
 	b := s.db.NewBatch()
-	_ = b.Set(eventKey(nil, 2), appendRecord(nil, "a", 2, 2, nil), nil)
+	_ = b.Set(eventKey(nil, 2), appendRecord(nil, "a", 2, 2, nil, nil, nil), nil)
 	_ = b.Set(streamKey(nil, "a", 2), []byte{0, 0, 0, 0, 0, 0, 0, 2}, nil)
 	if err := b.Commit(pebble.Sync); err != nil {
 		t.Fatal(err)
@@ -550,17 +552,47 @@ func TestKeys(t *testing.T) {
 			t.Errorf("upperBound(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
-	// The record's envelope bytes equal marshalling the whole envelope.
-	e := testEnv("x")
-	body, _ := proto.MarshalOptions{Deterministic: true}.Marshal(e)
-	rec := appendRecord(nil, "st", 3, 9, body)
-	e.Stream, e.Version, e.Position = "st", 3, 9
-	full, _ := proto.MarshalOptions{Deterministic: true}.Marshal(e)
-	if string(rec[4:]) != string(full) {
-		t.Errorf("record body %x, want %x", rec[4:], full)
-	}
-	if got, err := decodeRecord(9, rec); err != nil || !proto.Equal(got, e) {
-		t.Errorf("decodeRecord = %v, %v", got, err)
+}
+
+// TestRecordIsMarshalledEnvelope: a record's envelope bytes, as the
+// committer writes them (store fields around the caller's body, prev_hash
+// after it, unknown fields last), equal marshalling the decoded envelope, so
+// that the chain's hashes can be recomputed from envelopes (and
+// decodeRecord gives the envelope back).
+func TestRecordIsMarshalledEnvelope(t *testing.T) {
+	withUnknown := testEnv("u")
+	// Field 12 (varint 7): a field from a newer schema.
+	withUnknown.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 12, protowire.VarintType), 7))
+	for _, tc := range []struct {
+		name string
+		env  *eventpb.Envelope
+	}{
+		{"plain", testEnv("x")},
+		{"no cause or data", &eventpb.Envelope{Type: "t"}},
+		{"unknown fields", withUnknown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := newAppendReq("st", events.AnyVersion, []*eventpb.Envelope{tc.env})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var unknown []byte
+			if req.unknown != nil {
+				unknown = req.unknown[0]
+			}
+			link := bytes.Repeat([]byte{0xab}, hashSize)
+			rec := appendRecord(nil, "st", 3, 9, req.bodies[0], link, unknown)
+			e := proto.Clone(tc.env).(*eventpb.Envelope)
+			e.Stream, e.Version, e.Position, e.PrevHash = "st", 3, 9, link
+			got, err := decodeRecord(9, rec)
+			if err != nil || !proto.Equal(got, e) {
+				t.Fatalf("decodeRecord = %v, %v; want %v", got, err, e)
+			}
+			full, _ := proto.MarshalOptions{Deterministic: true}.Marshal(got)
+			if !bytes.Equal(rec[4:], full) {
+				t.Fatalf("record's envelope\n %x\nmarshalled envelope\n %x", rec[4:], full)
+			}
+		})
 	}
 }
 

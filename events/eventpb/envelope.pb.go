@@ -132,7 +132,13 @@ type Envelope struct {
 	// "tandem.events.v1.BindingAdded".
 	Type string `protobuf:"bytes,7,opt,name=type,proto3" json:"type,omitempty"`
 	// Serialized payload message named by type.
-	Data          []byte `protobuf:"bytes,8,opt,name=data,proto3" json:"data,omitempty"`
+	Data []byte `protobuf:"bytes,8,opt,name=data,proto3" json:"data,omitempty"`
+	// Hash chain (tamper evidence), assigned by the store when it appends:
+	// the SHA-256 of the previous event's stored envelope bytes in the global
+	// order (position - 1); 32 zero bytes for position 1. Altering, removing
+	// or reordering an earlier event breaks the chain at the next one. A store
+	// that keeps no chain leaves it empty.
+	PrevHash      []byte `protobuf:"bytes,9,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -223,6 +229,13 @@ func (x *Envelope) GetData() []byte {
 	return nil
 }
 
+func (x *Envelope) GetPrevHash() []byte {
+	if x != nil {
+		return x.PrevHash
+	}
+	return nil
+}
+
 var File_eventpb_envelope_proto protoreflect.FileDescriptor
 
 const file_eventpb_envelope_proto_rawDesc = "" +
@@ -233,7 +246,7 @@ const file_eventpb_envelope_proto_rawDesc = "" +
 	"\x04cseq\x18\x02 \x01(\rR\x04cseq\x12\x16\n" +
 	"\x06method\x18\x03 \x01(\tR\x06method\x12\x16\n" +
 	"\x06branch\x18\x04 \x01(\tR\x06branch\x12\x16\n" +
-	"\x06source\x18\x05 \x01(\tR\x06source\"\xf3\x01\n" +
+	"\x06source\x18\x05 \x01(\tR\x06source\"\x90\x02\n" +
 	"\bEnvelope\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x1a\n" +
@@ -242,7 +255,8 @@ const file_eventpb_envelope_proto_rawDesc = "" +
 	"\x04node\x18\x05 \x01(\tR\x04node\x12-\n" +
 	"\x05cause\x18\x06 \x01(\v2\x17.tandem.events.v1.CauseR\x05cause\x12\x12\n" +
 	"\x04type\x18\a \x01(\tR\x04type\x12\x12\n" +
-	"\x04data\x18\b \x01(\fR\x04dataB/Z-github.com/tandemswitch/tandem/events/eventpbb\x06proto3"
+	"\x04data\x18\b \x01(\fR\x04data\x12\x1b\n" +
+	"\tprev_hash\x18\t \x01(\fR\bprevHashB/Z-github.com/tandemswitch/tandem/events/eventpbb\x06proto3"
 
 var (
 	file_eventpb_envelope_proto_rawDescOnce sync.Once

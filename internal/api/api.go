@@ -1,12 +1,14 @@
 // Package api serves Tandem's HTTP interface: health, the registrations
 // listing, the live calls, traffic statistics, a stream's events, CDRs and
 // the projections' status, the auditors' replay and point-in-time state
-// (rendered by projections/replay, for the tools' --server mode), and
-// Prometheus metrics. It only reads the projections and the event store,
-// except that it can rebuild a projection; handlers run concurrently.
+// (rendered by projections/replay, for the tools' --server mode), the audit
+// of the event log, and Prometheus metrics. It only reads the projections
+// and the event store, except that it can rebuild a projection; handlers
+// run concurrently.
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -18,6 +20,7 @@ import (
 	"github.com/tandemswitch/tandem/actors/call"
 	"github.com/tandemswitch/tandem/actors/registrar"
 	"github.com/tandemswitch/tandem/events"
+	"github.com/tandemswitch/tandem/events/embedded"
 	"github.com/tandemswitch/tandem/events/eventpb"
 	"github.com/tandemswitch/tandem/internal/clock"
 	"github.com/tandemswitch/tandem/projections"
@@ -35,6 +38,9 @@ type Server struct {
 	Traffic  *traffic.Projection // GET /api/v1/stats; nil: 503
 	Clock    clock.Clock
 	Metrics  http.Handler
+	// Audit verifies the event log's hash chain (the embedded store's
+	// Verify) for GET /api/v1/audit/verify; nil answers 501.
+	Audit func(ctx context.Context) (*embedded.AuditReport, error)
 	// Pprof mounts net/http/pprof under /debug/pprof/ (config http.pprof).
 	Pprof bool
 	// Projections are the durable projections by name (status, rebuild).
@@ -60,6 +66,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/replay/calls/{id}", s.replayCall)
 	mux.HandleFunc("GET /api/v1/replay/registrations/{aor}", s.replayRegistration)
 	mux.HandleFunc("GET /api/v1/state", s.stateAt)
+	mux.HandleFunc("GET /api/v1/audit/verify", s.auditVerify)
 	if s.Metrics != nil {
 		mux.Handle("GET /metrics", s.Metrics)
 	}
@@ -149,6 +156,22 @@ func (s *Server) callEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.streamEvents(w, r, call.StreamName(id))
+}
+
+// auditVerify walks the whole event log and answers the report: 200 with
+// "intact": false when it found tampering (a finding, not a failure), 500
+// only when the walk itself failed.
+func (s *Server) auditVerify(w http.ResponseWriter, r *http.Request) {
+	if s.Audit == nil {
+		writeError(w, http.StatusNotImplemented, "this node's event store keeps no hash chain to verify")
+		return
+	}
+	rep, err := s.Audit(r.Context())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "audit verify: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
 }
 
 // maxEvents bounds one listing.

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/tandemswitch/tandem/actors/call"
 	"github.com/tandemswitch/tandem/events"
+	"github.com/tandemswitch/tandem/events/embedded"
 	"github.com/tandemswitch/tandem/events/eventpb"
 	"github.com/tandemswitch/tandem/events/memstore"
 	"github.com/tandemswitch/tandem/internal/clock"
@@ -146,5 +148,52 @@ func TestCallsAPI(t *testing.T) {
 	}
 	if code, _ := get(t, srv, "/api/v1/calls/"+call.IDFor("other", "x", 1)+"/events"); code != 404 {
 		t.Fatalf("unknown call: %d", code)
+	}
+}
+
+// TestAuditVerifyAPI: GET /api/v1/audit/verify answers the embedded
+// store's report in snake_case; tampering is a 200 with intact false, a
+// failed walk a 500, and a node without an audit a 501.
+func TestAuditVerifyAPI(t *testing.T) {
+	st, err := embedded.Open(embedded.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for i := 0; i < 2; i++ {
+		env, _ := events.Wrap(&eventpb.CallAnswered{Leg: 1}, time.Unix(1700000000, 0), "n1", &eventpb.Cause{})
+		if _, err := st.Append(context.Background(), "call-x", events.AnyVersion, []*eventpb.Envelope{env}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tampered := &embedded.AuditReport{EventsChecked: 4, HeadPosition: 9, HeadHash: strings.Repeat("ab", 32),
+		FirstProblem: &embedded.Problem{Position: 3, Kind: embedded.ProblemAltered, Message: "position 3 hashes to ...", DetectedBy: 4}}
+	for _, tc := range []struct {
+		name  string
+		audit func(context.Context) (*embedded.AuditReport, error)
+		code  int
+		want  []string
+	}{
+		{"intact", st.Verify, 200, []string{`"intact": true`, `"events_checked": 2`, `"head_position": 2`, `"head_hash": "`}},
+		{"tampered", func(context.Context) (*embedded.AuditReport, error) { return tampered, nil }, 200,
+			[]string{`"intact": false`, `"first_problem": {`, `"position": 3`, `"kind": "altered"`, `"detected_by": 4`, `"message": "position 3`}},
+		{"walk failed", func(context.Context) (*embedded.AuditReport, error) { return nil, errors.New("disk on fire") }, 500,
+			[]string{`"error": "audit verify: disk on fire"`}},
+		{"no audit", nil, 501, []string{`"error": "this node's event store keeps no hash chain`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &Server{Store: st, Audit: tc.audit}
+			srv := httptest.NewServer(s.Handler())
+			defer srv.Close()
+			code, body := get(t, srv, "/api/v1/audit/verify")
+			if code != tc.code {
+				t.Fatalf("code %d, want %d: %s", code, tc.code, body)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(body, w) {
+					t.Errorf("answer lacks %s:\n%s", w, body)
+				}
+			}
+		})
 	}
 }

@@ -120,7 +120,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 
 	// HTTP first, so that /healthz answers "starting" during recovery.
 	n.api = &api.Server{Store: st, Location: n.loc, Calls: n.live, Traffic: n.traffic, Clock: n.clock, Metrics: n.metrics.Handler(), Pprof: n.cfg.HTTP.Pprof,
-		Projections: map[string]*projections.Background{cdr.Name: n.cdrs}, CDRs: n.cdrSink}
+		Projections: map[string]*projections.Background{cdr.Name: n.cdrs}, CDRs: n.cdrSink, Audit: st.Verify}
 	n.httpLn, err = net.Listen("tcp", n.cfg.HTTP.Listen)
 	if err != nil {
 		return fmt.Errorf("http.listen %s: %w", n.cfg.HTTP.Listen, err)
