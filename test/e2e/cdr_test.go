@@ -158,6 +158,9 @@ func TestCDRsMatchSippAndRebuildIdentically(t *testing.T) {
 	h.waitProjected(30 * time.Second)
 
 	server := h.tandem.HTTPURL
+	if out := h.cli("audit", "verify", "--server", server); !strings.Contains(out, "intact") {
+		t.Fatalf("audit verify on the running node:\n%s", out)
+	}
 	live := h.cli("cdr", "export", "--server", server, "--format", "csv")
 	got := dispositions(t, live)
 	for d, n := range counts {
@@ -261,6 +264,10 @@ func TestCDRsSurviveKill(t *testing.T) {
 	h.cli("projections", "rebuild", "cdr", "--data", h.cfg.DataDir)
 	if rebuilt := h.cli("cdr", "export", "--data", h.cfg.DataDir, "--format", "csv"); rebuilt != live {
 		t.Fatalf("CDRs written across the kill differ from a rebuild: %v vs %v", got, dispositions(t, rebuilt))
+	}
+	// The hash chain the node kept across the kill is intact (exit 0).
+	if out := h.cli("audit", "verify", "--data", h.cfg.DataDir); !strings.Contains(out, "intact") {
+		t.Fatalf("audit verify after the kill:\n%s", out)
 	}
 	t.Logf("CDRs by disposition across the kill: %v", got)
 }
