@@ -39,7 +39,7 @@ func BenchmarkRegister(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		var first captureResponder
-		g.serve(msg(i, 1, ""), &first)
+		g.serve(msg(i, 1, ""), &first, 0)
 		b.StopTimer()
 		ch, err := icdigest.ParseChallenge(first.res.GetHeader("WWW-Authenticate").Value())
 		if err != nil {
@@ -52,7 +52,7 @@ func BenchmarkRegister(b *testing.B) {
 		}
 		b.StartTimer()
 		var second captureResponder
-		g.serve(msg(i, 2, "Authorization: "+cr.String()+"\r\n"), &second)
+		g.serve(msg(i, 2, "Authorization: "+cr.String()+"\r\n"), &second, 0)
 		if second.res == nil || second.res.StatusCode != 200 {
 			b.Fatalf("registration %d: %v", i, second.res)
 		}

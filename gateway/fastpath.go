@@ -27,10 +27,14 @@ import (
 // there are far more than cores. With the CPU full, at 14,000 REGISTER/s,
 // an append took 25-100 ms from call to answer (tandem_store_append_duration
 // _seconds), so about a thousand registrations are in flight at once; a
-// parked worker costs only its stack. fastQueue bounds what waits for them.
+// parked worker costs only its stack. fastQueue bounds what waits for them
+// (a copy of each datagram, some 5 MB when full): while it is full the read
+// loops wait and the socket buffer fills, so it must ride out a commit that
+// stalls for a few hundred milliseconds; with 1,024 a 17,000/s step lost
+// datagrams at the socket where 8,192 ran clean (regbench -only tandem).
 const (
 	fastWorkers = 1024
-	fastQueue   = 1024
+	fastQueue   = 8192
 )
 
 type udpJob struct {
@@ -186,7 +190,7 @@ func (g *Gateway) fastServe(j udpJob) {
 	}
 	req.SetTransport("UDP")
 	req.SetSource(j.to.String())
-	g.serve(req, &udpResponder{w: j.conn, to: j.to})
+	g.serve(req, &udpResponder{w: j.conn, to: j.to}, len(j.data))
 }
 
 // udpResponder answers one request statelessly on a UDP socket, through

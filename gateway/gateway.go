@@ -267,11 +267,12 @@ type responder interface {
 // handle is the entry point of every request that comes through sipgo's
 // transaction layer (sipgo calls it concurrently).
 func (g *Gateway) handle(req *sip.Request, tx sip.ServerTransaction) {
-	g.serve(req, tx)
+	g.serve(req, tx, 0)
 }
 
-// serve answers one request.
-func (g *Gateway) serve(req *sip.Request, tx responder) {
+// serve answers one request; size is its size on the wire when known (the
+// UDP fast path), else 0.
+func (g *Gateway) serve(req *sip.Request, tx responder, size int) {
 	g.inflight.Add(1)
 	defer g.inflight.Done()
 	defer func() {
@@ -297,7 +298,7 @@ func (g *Gateway) serve(req *sip.Request, tx responder) {
 		g.routeAck(req) // ACK is never answered (RFC 3261 17.2.1)
 		return
 	}
-	if e := g.validate(req); e != nil {
+	if e := g.validate(req, size); e != nil {
 		g.respond(tx, req, e.code, e.reason, e.headers)
 		return
 	}
@@ -332,15 +333,20 @@ func (g *Gateway) serve(req *sip.Request, tx responder) {
 }
 
 // validate applies the checks every request must pass (RFC 3261 8.2 and
-// our limits) and returns the answer for one that fails.
-func (g *Gateway) validate(req *sip.Request) *sipError {
+// our limits) and returns the answer for one that fails. size is the
+// request's size on the wire, or 0 when unknown: it is then estimated from
+// the parsed headers, which renders every typed header again (4% of the
+// CPU of a registration, pprof), so the fast path passes what it read.
+func (g *Gateway) validate(req *sip.Request, size int) *sipError {
 	hdrs := req.Headers()
 	if len(hdrs) > g.opts.MaxHeaders {
 		return &sipError{400, fmt.Sprintf("Too Many Headers (%d > %d)", len(hdrs), g.opts.MaxHeaders), nil}
 	}
-	size := len(req.Body()) + 64
-	for _, h := range hdrs {
-		size += len(h.Name()) + len(h.Value()) + 4
+	if size <= 0 {
+		size = len(req.Body()) + 64
+		for _, h := range hdrs {
+			size += len(h.Name()) + len(h.Value()) + 4
+		}
 	}
 	if size > g.opts.MaxMessageBytes {
 		return &sipError{513, "Message Too Large", nil}

@@ -309,7 +309,7 @@ func FuzzRequest(f *testing.F) {
 		if !ok {
 			return
 		}
-		if g.validate(req) != nil || req.Method != sip.REGISTER {
+		if g.validate(req, 0) != nil || req.Method != sip.REGISTER {
 			return
 		}
 		_, _ = g.registerCommand(req)
