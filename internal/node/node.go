@@ -63,6 +63,7 @@ type Node struct {
 	loc      *location.Index
 	live     *calls.Live
 	traffic  *traffic.Projection
+	memory   *projections.Fanout // location, live calls and traffic
 	calls    *call.Manager
 	gw       *gateway.Gateway
 	api      *api.Server
@@ -137,14 +138,20 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	// Recovery: fold the log into the location index, then re-activate
 	// every AOR that has bindings so that expiry timers are re-armed (and
 	// what expired while we were down is expired now, with its event).
+	// The in-memory projections share one read of the log.
 	t0 := time.Now()
-	if err := n.loc.CatchUp(ctx, st); err != nil {
-		return err
+	n.memory = &projections.Fanout{
+		Members: []projections.Member{
+			{Name: "location", Apply: n.loc.Apply, Critical: true},
+			{Name: "live-calls", Apply: n.live.Apply, Critical: true},
+			// Stats go stale without it; calls are not affected.
+			{Name: "traffic", Apply: n.traffic.Apply},
+		},
+		OnError: func(name string, err error) {
+			n.log.Error(name+" projection stopped; /api/v1/stats and tandem_traffic_* are stale", "err", err)
+		},
 	}
-	if err := n.live.CatchUp(ctx, st); err != nil {
-		return err
-	}
-	if err := n.traffic.CatchUp(ctx, st); err != nil {
+	if err := n.memory.CatchUp(ctx, st); err != nil {
 		return err
 	}
 	n.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
@@ -184,27 +191,12 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()
-		if err := n.loc.Run(runCtx, st); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, events.ErrClosed) {
-			// The registrations API would go stale without a word: say so
-			// where the operator looks, in /healthz.
+		if err := n.memory.Run(runCtx, st); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, events.ErrClosed) {
+			// The registrations and calls APIs (and call recovery) would
+			// go stale without a word: say so where the operator looks,
+			// in /healthz.
 			n.api.Ready.Store(false)
-			n.log.Error("location projection stopped; node reports unhealthy", "err", err)
-		}
-	}()
-	n.bg.Add(1)
-	go func() {
-		defer n.bg.Done()
-		if err := n.live.Run(runCtx, st); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, events.ErrClosed) {
-			n.api.Ready.Store(false)
-			n.log.Error("live-calls projection stopped; node reports unhealthy", "err", err)
-		}
-	}()
-	n.bg.Add(1)
-	go func() {
-		defer n.bg.Done()
-		if err := n.traffic.Run(runCtx, st); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, events.ErrClosed) {
-			// Stats go stale; calls are not affected, so the node stays healthy.
-			n.log.Error("traffic projection stopped; /api/v1/stats and tandem_traffic_* are stale", "err", err)
+			n.log.Error("in-memory projections stopped; node reports unhealthy", "err", err)
 		}
 	}()
 

@@ -7,7 +7,8 @@
 // It is in memory and disposable (ARCHITECTURE.md invariant 6): every start
 // rebuilds it from position 1. It folds with the call actor's own pure
 // Apply, so the API and the actors cannot disagree on what an event means.
-// Apply is called serially (by Run); readers are concurrent.
+// Apply is called serially (by the node's projections.Fanout); readers are
+// concurrent.
 package calls
 
 import (
@@ -80,11 +81,6 @@ func (l *Live) Apply(env *eventpb.Envelope) error {
 // CatchUp folds everything up to the store's head at call time.
 func (l *Live) CatchUp(ctx context.Context, st events.Store) error {
 	return projections.CatchUp(ctx, st, "calls", l.Position, l.Apply)
-}
-
-// Run follows the store from the current position until ctx ends.
-func (l *Live) Run(ctx context.Context, st events.Store) error {
-	return st.Subscribe(ctx, l.Position()+1, l.Apply)
 }
 
 // Position is the last folded global position.

@@ -7,7 +7,8 @@
 // It is in memory and disposable (ARCHITECTURE.md invariant 6): every start
 // rebuilds it from position 1. The fold reuses the registration aggregate's
 // pure Apply, so the index and the actors cannot disagree on what an event
-// means. Apply is called serially (by Run); readers are concurrent.
+// means. Apply is called serially (by the node's projections.Fanout);
+// readers are concurrent.
 package location
 
 import (
@@ -81,11 +82,6 @@ func (ix *Index) Apply(env *eventpb.Envelope) error {
 // CatchUp folds everything up to the store's head at call time.
 func (ix *Index) CatchUp(ctx context.Context, st events.Store) error {
 	return projections.CatchUp(ctx, st, "location", ix.Position, ix.Apply)
-}
-
-// Run follows the store from the current position until ctx ends.
-func (ix *Index) Run(ctx context.Context, st events.Store) error {
-	return st.Subscribe(ctx, ix.Position()+1, ix.Apply)
 }
 
 // Position is the last folded global position.

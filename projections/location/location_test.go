@@ -56,7 +56,7 @@ func TestIndexFoldsCatchesUpAndFollows(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- ix.Run(ctx, st) }()
+	go func() { done <- st.Subscribe(ctx, ix.Position()+1, ix.Apply) }()
 	appendTo(t, st, "reg-"+bob, &eventpb.BindingExpired{Aor: bob, Contact: "sip:b@h"})
 	deadline := time.Now().Add(2 * time.Second)
 	for ix.Position() < 5 {

@@ -36,8 +36,9 @@
 // event time; default 7 days) are kept and older ones dropped. An event
 // older than that changes only the lifetime counts and the calls up.
 //
-// Apply is called serially (by CatchUp, then Run); every other method may
-// be called concurrently with it.
+// Apply is called serially (by CatchUp, then the node's
+// projections.Fanout); every other method may be called concurrently with
+// it.
 package traffic
 
 import (
@@ -354,11 +355,6 @@ func (p *Projection) record(at time.Time, k Key, f func(*counts)) {
 // CatchUp folds everything up to the store's head at call time.
 func (p *Projection) CatchUp(ctx context.Context, st events.Store) error {
 	return projections.CatchUp(ctx, st, "traffic", p.Position, p.Apply)
-}
-
-// Run follows the store from the current position until ctx ends.
-func (p *Projection) Run(ctx context.Context, st events.Store) error {
-	return st.Subscribe(ctx, p.Position()+1, p.Apply)
 }
 
 // Position is the last folded global position.

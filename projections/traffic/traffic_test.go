@@ -206,7 +206,7 @@ func TestFold(t *testing.T) {
 	}
 }
 
-// Disposable: folding in one go, or following the store with Run while
+// Disposable: folding in one go, or following the store (Subscribe) while
 // the events arrive, gives the same figures.
 func TestRunMatchesCatchUp(t *testing.T) {
 	st := memstore.New()
@@ -216,7 +216,7 @@ func TestRunMatchesCatchUp(t *testing.T) {
 	fold(t, p, st)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, st) }()
+	go func() { done <- st.Subscribe(ctx, p.Position()+1, p.Apply) }()
 	appendAll(t, st, evs[7:])
 	for deadline := time.Now().Add(5 * time.Second); p.Position() < st.Head(); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
