@@ -75,6 +75,8 @@ func TestHostileInvitesGetClearAnswers(t *testing.T) {
 		{"no credentials", inv(), 407},
 		{"Max-Forwards 0", strings.Replace(inv(), "Max-Forwards: 70", "Max-Forwards: 0", 1), 483},
 		{"unknown Require", inv("Require: foo-bar"), 420},
+		{"unknown Require beside 100rel", inv("Require: 100rel, foo-bar"), 420},
+		{"Require of 100rel and timer is supported", inv("Require: 100rel, timer", "Proxy-Require: 100rel"), 407},
 		{"missing From", strings.Replace(inv(), "From: <sip:alice@example.test>;tag=f1\r\n", "", 1), 400},
 		{"CSeq method mismatch", strings.Replace(inv(), " INVITE\r\n", " BYE\r\n", 1), 400},
 		{"huge header", inv("X-Junk: " + strings.Repeat("a", 5000)), 513},

@@ -363,17 +363,36 @@ func (g *Gateway) validate(req *sip.Request, size int) *sipError {
 	case req.CSeq().MethodName != req.Method:
 		return &sipError{400, "CSeq Method Does Not Match", nil}
 	}
-	// RFC 3261 8.2.2.3: we support no extension a client may require.
+	// RFC 3261 8.2.2.3: a required extension we do not support gets 420.
+	// We support reliable provisionals (RFC 3262, relayed end to end for
+	// the initial INVITE) and session timers (RFC 4028); as a B2BUA we are
+	// the UAS of Proxy-Require too.
 	for _, name := range []string{"Require", "Proxy-Require"} {
 		var unsupported []string
 		for _, h := range req.GetHeaders(name) {
-			unsupported = append(unsupported, optionTags(h.Value())...)
+			for _, tag := range optionTags(h.Value()) {
+				if !supportsExtension(req.Method, tag) {
+					unsupported = append(unsupported, tag)
+				}
+			}
 		}
 		if len(unsupported) > 0 {
 			return &sipError{420, "Bad Extension", [][2]string{{"Unsupported", strings.Join(unsupported, ", ")}}}
 		}
 	}
 	return nil
+}
+
+// supportsExtension tells whether a request of method may require the
+// option tag: 100rel on INVITE, timer on INVITE and UPDATE.
+func supportsExtension(method sip.RequestMethod, tag string) bool {
+	switch strings.ToLower(tag) {
+	case "100rel":
+		return method == sip.INVITE
+	case "timer":
+		return method == sip.INVITE || method == sip.UPDATE
+	}
+	return false
 }
 
 // isOurs tells whether host (a domain or an IP) is this server.

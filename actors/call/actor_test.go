@@ -635,6 +635,29 @@ func TestOKRetransmittedUntilAckThenSessionTimerExpires(t *testing.T) {
 	}
 }
 
+// A caller that requires reliable provisionals (Require: 100rel) makes the
+// B leg require them too; no other required option tag is passed on.
+func TestRequiredExtensionsPassedToTheBLeg(t *testing.T) {
+	r := newRig(t, memstore.New(), clock.NewFake(t0))
+	inv, _, id := r.invite("sip:bob@10.2.2.2:5080")
+	inv.Req.AppendHeader(sip.NewHeader("Supported", "100rel, timer"))
+	inv.Req.AppendHeader(sip.NewHeader("Require", "100rel, timer"))
+	r.deliver(id, inv)
+	var binv []*sip.Request
+	waitFor(t, "B INVITE", func() bool { binv, _ = r.tp.sent("INVITE"); return len(binv) == 1 })
+	if got := headerValue(binv[0], "Require"); got != "100rel, timer" {
+		t.Fatalf("B INVITE Require %q, want \"100rel, timer\"", got)
+	}
+	r2 := newRig(t, memstore.New(), clock.NewFake(t0))
+	plain, _, id2 := r2.invite("sip:bob@10.2.2.2:5080")
+	plain.Req.AppendHeader(sip.NewHeader("Supported", "100rel"))
+	r2.deliver(id2, plain)
+	waitFor(t, "B INVITE of a caller that requires nothing", func() bool { binv, _ = r2.tp.sent("INVITE"); return len(binv) == 1 })
+	if h := binv[0].GetHeader("Require"); h != nil {
+		t.Fatalf("B INVITE of a caller that requires nothing carries Require: %s", h.Value())
+	}
+}
+
 // RFC 3262 end to end: the callee's reliable 180 reaches the caller
 // reliably (under Tandem's RSeq), the caller's PRACK reaches the callee
 // (with the callee's RSeq), and the B leg's CSeq accounts for it.

@@ -163,8 +163,24 @@ var relayedHeaders = []string{"Supported", "Allow", "Accept", "Content-Dispositi
 func copyAllowed(m *msg, src headered, skip ...string) { copyHeaders(m, src, false, skip...) }
 
 // copyHeaders is copyAllowed; with rel the caller's 100rel support is
-// passed on (RFC 3262 is relayed end to end for the initial INVITE).
+// passed on (RFC 3262 is relayed end to end for the initial INVITE), and
+// so is its Require of 100rel or timer (the gateway refused any other
+// required extension with 420): a caller that requires reliable
+// provisionals gets them from the callee, or the callee's 420.
 func copyHeaders(m *msg, src headered, rel bool, skip ...string) {
+	if rel {
+		var required []string
+		for _, h := range src.GetHeaders("Require") {
+			for _, t := range strings.Split(h.Value(), ",") {
+				if t = strings.TrimSpace(t); strings.EqualFold(t, "100rel") || strings.EqualFold(t, "timer") {
+					required = append(required, t)
+				}
+			}
+		}
+		if len(required) > 0 {
+			m.h("Require", strings.Join(required, ", "))
+		}
+	}
 	for _, name := range relayedHeaders {
 		if contains(skip, name) {
 			continue
