@@ -128,7 +128,7 @@ func TestCalls(t *testing.T) {
 	})
 	t.Run("forking: one contact answers, the other is cancelled", func(t *testing.T) {
 		h := h.sub(t)
-		h.call(h.caller("ivan", "call_uac.xml"), h.callee("ivan", "call_uas.xml", 1), h.callee("ivan", "call_uas_ring.xml", 1))
+		h.call(h.caller("ivan", "call_uac.xml"), h.callee("ivan", "call_uas_answer_late.xml", 1), h.callee("ivan", "call_uas_ring.xml", 1))
 	})
 	t.Run("reliable provisionals: 100rel and PRACK end to end", func(t *testing.T) {
 		h := h.sub(t)

@@ -44,9 +44,9 @@ func callCases() []callCase {
 			uacWant: []string{"a=recvonly", "CSeq: 4 INVITE"}, uasWant: []string{"a=sendonly", "CSeq: 5 BYE"}},
 		{name: "callee-holds", uac: "call_uac_held.xml", uas: []string{"call_uas_hold_b.xml"}, calls: 2,
 			uacWant: []string{"a=sendonly", "CSeq: 2 INVITE", "CSeq: 3 BYE"}, uasWant: []string{"a=recvonly"}},
-		// Two contacts of one user: the call forks, call_uas.xml answers
+		// Two contacts of one user: the call forks, call_uas_answer_late.xml answers
 		// and the proxy CANCELs call_uas_ring.xml.
-		{name: "forking", uac: "call_uac.xml", uas: []string{"call_uas.xml", "call_uas_ring.xml"}, calls: 2,
+		{name: "forking", uac: "call_uac.xml", uas: []string{"call_uas_answer_late.xml", "call_uas_ring.xml"}, calls: 2,
 			uacWant: []string{"SIP/2.0 200 OK"}},
 		{name: "100rel-prack", uac: "call_uac_100rel.xml", uas: []string{"call_uas_100rel.xml"}, calls: 2,
 			uacWant: []string{"RSeq: 1", "CSeq: 3 PRACK"}, uasWant: []string{"RAck: 1 "}},
