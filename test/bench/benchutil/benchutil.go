@@ -4,8 +4,12 @@ package benchutil
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -51,4 +55,38 @@ func RunOut(name string, args ...string) (string, error) {
 func ReadTrim(p string) string {
 	b, _ := os.ReadFile(p)
 	return strings.TrimSpace(string(b))
+}
+
+// ProfileStep starts fetching a CPU profile of about seconds-1 seconds from
+// url (a server's /debug/pprof/profile) into dir/name.pprof, and returns
+// what waits for it; with an empty url it does nothing. Failures are
+// printed, not fatal: the step's figures stand without a profile.
+func ProfileStep(url, dir, name string, seconds int) func() {
+	if url == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		res, err := http.Get(fmt.Sprintf("%s?seconds=%d", url, max(1, seconds-1)))
+		if err != nil {
+			fmt.Printf("   profile: %v\n", err)
+			return
+		}
+		defer res.Body.Close()
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			fmt.Printf("   profile: %v\n", err)
+			return
+		}
+		f, err := os.Create(filepath.Join(dir, name+".pprof"))
+		if err != nil {
+			fmt.Printf("   profile: %v\n", err)
+			return
+		}
+		defer f.Close()
+		if _, err := io.Copy(f, res.Body); err != nil {
+			fmt.Printf("   profile: %v\n", err)
+		}
+	}()
+	return func() { <-done }
 }

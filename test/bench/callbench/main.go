@@ -59,6 +59,8 @@ type options struct {
 	grace       time.Duration
 	recvTimeout time.Duration
 	tandemBin   string
+	profileDir  string
+	pprofURL    string // set for Tandem's steps when profileDir is
 }
 
 func main() {
@@ -81,6 +83,7 @@ func main() {
 	flag.DurationVar(&o.grace, "grace", 6*time.Second, "how long callees may finish open calls once the callers ended (then they are stopped)")
 	flag.DurationVar(&o.recvTimeout, "recv-timeout", 5*time.Second, "sipp -recv_timeout: a call waiting longer for a message fails")
 	flag.StringVar(&o.tandemBin, "tandem", "", "tandem binary (default bin/tandem under the repository root)")
+	flag.StringVar(&o.profileDir, "cpuprofile", "", "save a CPU profile of Tandem for each step under this directory (step-RATE.pprof)")
 	flag.Parse()
 	o.password = "secret"
 	for _, s := range strings.Split(rates, ",") {
@@ -248,6 +251,7 @@ func benchTandem(o options, work string) (res result) {
 		MinExpires: 60,
 		MaxExpires: 3600,
 		Users:      allUsers(o),
+		Pprof:      o.profileDir != "",
 	}); err != nil {
 		return fail(err)
 	}
@@ -262,6 +266,9 @@ func benchTandem(o options, work string) (res result) {
 	}()
 	ver, _ := benchutil.RunOut(bin, "version")
 	fmt.Printf("\n== tandem %s (pid %d) on udp:127.0.0.1:%d, data dir on disk: %s\n", strings.TrimSpace(ver), t.PID, sipPort, filepath.Join(dir, "data"))
+	if o.profileDir != "" {
+		o.pprofURL = "http://" + httpListen + "/debug/pprof/profile"
+	}
 	b := &bench{o: o, dir: dir, remote: fmt.Sprintf("127.0.0.1:%d", sipPort), server: t.Proc,
 		serverCPU: func() (time.Duration, error) { return peers.ProcCPU(t.PID) }}
 	if err := b.register(); err != nil {
@@ -471,7 +478,9 @@ func (b *bench) runStep(rate int) (step, error) {
 	b0, _ := peers.BusyCPU()
 	c0, _ := b.serverCPU()
 	start := time.Now()
+	profiled := benchutil.ProfileStep(o.pprofURL, o.profileDir, fmt.Sprintf("step-%d", rate), o.seconds)
 	uacRes, err := peers.RunSippMany(uacs)
+	profiled()
 	s.elapsed = time.Since(start)
 	errs = append(errs, err)
 	var uasRes []*peers.SippResult

@@ -22,8 +22,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -348,7 +346,7 @@ func runStep(o options, dir, scenario, remote string, rate int, serverCPU func()
 	rb0, _ := peers.RcvbufErrors()
 	b0, _ := peers.BusyCPU()
 	c0, _ := serverCPU()
-	profiled := profileStep(o, rate)
+	profiled := benchutil.ProfileStep(o.pprofURL, o.profileDir, fmt.Sprintf("step-%d", rate), o.seconds)
 	start := time.Now()
 	res, err := peers.RunSippMany(runs)
 	profiled()
@@ -391,39 +389,6 @@ func runStep(o options, dir, scenario, remote string, rate int, serverCPU func()
 		}
 	}
 	return s, nil
-}
-
-// profileStep starts fetching a CPU profile of the step (when asked for)
-// and returns what waits for it and saves it.
-func profileStep(o options, rate int) func() {
-	if o.pprofURL == "" {
-		return func() {}
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		url := fmt.Sprintf("%s?seconds=%d", o.pprofURL, max(1, o.seconds-1))
-		res, err := http.Get(url)
-		if err != nil {
-			fmt.Printf("   profile: %v\n", err)
-			return
-		}
-		defer res.Body.Close()
-		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
-			fmt.Printf("   profile: %v\n", err)
-			return
-		}
-		f, err := os.Create(filepath.Join(o.profileDir, fmt.Sprintf("step-%d.pprof", rate)))
-		if err != nil {
-			fmt.Printf("   profile: %v\n", err)
-			return
-		}
-		defer f.Close()
-		if _, err := io.Copy(f, res.Body); err != nil {
-			fmt.Printf("   profile: %v\n", err)
-		}
-	}()
-	return func() { <-done }
 }
 
 func fatal(f string, a ...any) {
