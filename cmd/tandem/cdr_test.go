@@ -88,6 +88,11 @@ func TestCDRCommandsOnADataDirectory(t *testing.T) {
 	if _, err := run("cdr", "export", "--data", dir, "--format", "json", "--from", "2026-11-22T09:00:30Z", "--to", "2026-11-23", "-o", outFile); err != nil {
 		t.Fatal(err)
 	}
+	// c1 started at 09:00:00 (before --from), c3 is still ringing.
+	if b, err := os.ReadFile(outFile); err != nil || !strings.Contains(string(b), `"call_id": "c2"`) ||
+		strings.Contains(string(b), `"c1"`) || strings.Contains(string(b), `"c3"`) {
+		t.Fatalf("--from/--to export to a file: %s %v", b, err)
+	}
 	// A rebuild again gives the same bytes.
 	if _, err := run("projections", "rebuild", "cdr", "--data", dir); err != nil {
 		t.Fatal(err)

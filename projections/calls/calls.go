@@ -18,7 +18,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/tandemswitch/tandem/actors/call"
@@ -29,10 +28,9 @@ import (
 
 // Live is the live-calls projection.
 type Live struct {
-	mu       sync.RWMutex
-	calls    map[string]*call.State
-	position uint64
-	skipped  atomic.Uint64
+	mu    sync.RWMutex
+	calls map[string]*call.State
+	projections.Cursor
 }
 
 // New returns an empty projection.
@@ -44,17 +42,16 @@ func New() *Live { return &Live{calls: map[string]*call.State{}} }
 func (l *Live) Apply(env *eventpb.Envelope) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if env.GetPosition() != l.position+1 {
-		return fmt.Errorf("calls: gap: got position %d after %d", env.GetPosition(), l.position)
+	if err := l.Advance("calls", env); err != nil {
+		return err
 	}
-	l.position = env.GetPosition()
 	id, ok := strings.CutPrefix(env.GetStream(), "call-")
 	if !ok {
 		return nil
 	}
 	msg, err := events.Unwrap(env)
 	if errors.Is(err, events.ErrUnknownType) {
-		l.skipped.Add(1)
+		l.Skip()
 		return nil
 	}
 	if err != nil {
@@ -82,16 +79,6 @@ func (l *Live) Apply(env *eventpb.Envelope) error {
 func (l *Live) CatchUp(ctx context.Context, st events.Store) error {
 	return projections.CatchUp(ctx, st, "calls", l.Position, l.Apply)
 }
-
-// Position is the last folded global position.
-func (l *Live) Position() uint64 {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.position
-}
-
-// Skipped counts events of types this binary does not know.
-func (l *Live) Skipped() uint64 { return l.skipped.Load() }
 
 // Count is the number of live calls.
 func (l *Live) Count() int {

@@ -18,7 +18,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/tandemswitch/tandem/actors/registrar"
@@ -29,11 +28,10 @@ import (
 
 // Index is the location index.
 type Index struct {
-	mu       sync.RWMutex // guards aors and position
-	aors     map[string]*registrar.State
-	position uint64
+	mu   sync.RWMutex // guards aors
+	aors map[string]*registrar.State
 
-	skipped atomic.Uint64 // events of unknown type
+	projections.Cursor
 }
 
 // New returns an empty index.
@@ -50,17 +48,16 @@ type Entry struct {
 func (ix *Index) Apply(env *eventpb.Envelope) error {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if env.GetPosition() != ix.position+1 {
-		return fmt.Errorf("location: gap: got position %d after %d", env.GetPosition(), ix.position)
+	if err := ix.Advance("location", env); err != nil {
+		return err
 	}
-	ix.position = env.GetPosition()
 	aor, ok := strings.CutPrefix(env.GetStream(), "reg-")
 	if !ok {
 		return nil
 	}
 	msg, err := events.Unwrap(env)
 	if errors.Is(err, events.ErrUnknownType) {
-		ix.skipped.Add(1)
+		ix.Skip()
 		return nil
 	}
 	if err != nil {
@@ -83,16 +80,6 @@ func (ix *Index) Apply(env *eventpb.Envelope) error {
 func (ix *Index) CatchUp(ctx context.Context, st events.Store) error {
 	return projections.CatchUp(ctx, st, "location", ix.Position, ix.Apply)
 }
-
-// Position is the last folded global position.
-func (ix *Index) Position() uint64 {
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	return ix.position
-}
-
-// Skipped counts events of types this binary does not know.
-func (ix *Index) Skipped() uint64 { return ix.skipped.Load() }
 
 // Lookup returns aor's bindings active at now, highest q first.
 func (ix *Index) Lookup(aor string, now time.Time) []registrar.Binding {

@@ -47,7 +47,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -150,18 +149,17 @@ type open struct {
 type Projection struct {
 	keep int64 // minutes of buckets kept
 
-	mu       sync.RWMutex
-	position uint64
-	calls    map[string]*open // by call id
-	up       map[Key]int64    // calls up, by key (no zero entries)
-	upAll    int64
-	buckets  map[int64]*bucket // by minute (Unix time / 60)
-	minutes  []int64           // the keys of buckets, ascending
-	newest   int64             // the newest minute of any call event
-	seen     bool              // whether newest is set
-	life     map[Key]*lifetime
+	mu      sync.RWMutex
+	calls   map[string]*open // by call id
+	up      map[Key]int64    // calls up, by key (no zero entries)
+	upAll   int64
+	buckets map[int64]*bucket // by minute (Unix time / 60)
+	minutes []int64           // the keys of buckets, ascending
+	newest  int64             // the newest minute of any call event
+	seen    bool              // whether newest is set
+	life    map[Key]*lifetime
 
-	skipped atomic.Uint64
+	projections.Cursor
 }
 
 // Option configures a Projection.
@@ -205,10 +203,9 @@ const (
 func (p *Projection) Apply(env *eventpb.Envelope) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if env.GetPosition() != p.position+1 {
-		return fmt.Errorf("traffic: gap: got position %d after %d", env.GetPosition(), p.position)
+	if err := p.Advance("traffic", env); err != nil {
+		return err
 	}
-	p.position = env.GetPosition()
 	id, ok := strings.CutPrefix(env.GetStream(), "call-")
 	if !ok {
 		return nil
@@ -233,7 +230,7 @@ func (p *Projection) Apply(env *eventpb.Envelope) error {
 		p.end(id, at, &m)
 	default:
 		if _, err := protoregistry.GlobalTypes.FindMessageByName(protoreflect.FullName(t)); err != nil {
-			p.skipped.Add(1)
+			p.Skip()
 		}
 	}
 	return nil
@@ -356,16 +353,6 @@ func (p *Projection) record(at time.Time, k Key, f func(*counts)) {
 func (p *Projection) CatchUp(ctx context.Context, st events.Store) error {
 	return projections.CatchUp(ctx, st, "traffic", p.Position, p.Apply)
 }
-
-// Position is the last folded global position.
-func (p *Projection) Position() uint64 {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	return p.position
-}
-
-// Skipped counts events of types this binary does not know.
-func (p *Projection) Skipped() uint64 { return p.skipped.Load() }
 
 // KeepMinutes is how many minutes of buckets the projection keeps.
 func (p *Projection) KeepMinutes() int { return int(p.keep) }
