@@ -36,8 +36,24 @@ const minSessionExpires = 90
 func (g *Gateway) SetCalls(c CallRouter) { g.calls = c }
 
 // Local implements call.Transport: the first UDP listen address (else TCP).
+// Start works it out once the sockets are bound; the call actors ask for
+// it several times per call.
 func (g *Gateway) Local() call.Local {
-	for _, a := range g.Addrs() {
+	if l := g.local.Load(); l != nil {
+		return l.Local
+	}
+	return localOf(g.Addrs())
+}
+
+// boundLocal is Local as Start found it, with its IP parsed for bindLocal.
+type boundLocal struct {
+	call.Local
+	udp net.IP // nil unless Local is a UDP socket with an IP address
+}
+
+// localOf picks Local among the bound addresses ("udp:127.0.0.1:5060").
+func localOf(addrs []string) call.Local {
+	for _, a := range addrs {
 		network, hostport, _ := strings.Cut(a, ":")
 		host, port, err := net.SplitHostPort(hostport)
 		if err != nil {
@@ -57,6 +73,12 @@ func noBuild(*sipgo.Client, *sip.Request) error { return nil }
 // packet's source, as sipp does, then reach us, and so does everything sent
 // after a restart.
 func (g *Gateway) bindLocal(req *sip.Request) {
+	if l := g.local.Load(); l != nil {
+		if l.udp != nil {
+			req.Laddr = sip.Addr{IP: l.udp, Port: l.Port}
+		}
+		return
+	}
 	l := g.Local()
 	if ip := net.ParseIP(l.Host); ip != nil && strings.EqualFold(l.Transport, "UDP") {
 		req.Laddr = sip.Addr{IP: ip, Port: l.Port}
@@ -67,8 +89,17 @@ func (g *Gateway) bindLocal(req *sip.Request) {
 func (g *Gateway) Request(req *sip.Request, on func(*sip.Response, error)) error {
 	g.bindLocal(req)
 	ctx, cancel := context.WithCancel(context.Background())
-	tx, err := g.client.TransactionRequest(ctx, req, noBuild)
+	// As sipgo's Client.TransactionRequest does (we build requests whole),
+	// but indexed for the fast path before Init sends the request: the
+	// first response may come back before Init returns.
+	tx, err := g.ua.TransactionLayer().NewClientTransaction(ctx, req)
 	if err != nil {
+		cancel()
+		return err
+	}
+	g.txs.addClient(tx)
+	if err := tx.Init(); err != nil {
+		tx.Terminate()
 		cancel()
 		return err
 	}
@@ -181,10 +212,17 @@ func inDialogTarget(req *sip.Request) (id, side string, leg uint32, tagged, ours
 	return id, side, leg, true, ok
 }
 
-// routeAck delivers an ACK for a 2xx (one for a non-2xx is absorbed by
-// the INVITE server transaction and never reaches us while it lives).
+// routeAck hands an ACK for a non-2xx to its INVITE server transaction
+// and delivers one for a 2xx to its call.
 func (g *Gateway) routeAck(req *sip.Request) {
 	if g.calls == nil {
+		return
+	}
+	if tx := g.txs.serverFor(req); tx != nil {
+		// The ACK of a non-2xx final response: it ends the INVITE server
+		// transaction's retransmissions (17.2.1). (Only the fast path gets
+		// here with one: sipgo matches it before calling us.)
+		_ = tx.Receive(req)
 		return
 	}
 	id, side, leg, _, ours := inDialogTarget(req)
@@ -281,6 +319,14 @@ func (g *Gateway) handleInvite(req *sip.Request, tx responder) {
 		return
 	case digest.Forbidden:
 		g.respond(tx, req, 403, "Forbidden", nil)
+		return
+	}
+	if _, stateless := tx.(*udpResponder); stateless {
+		// classify lets only INVITEs without credentials take the fast
+		// path, and those are challenged above: a call needs a server
+		// transaction, so this is a bug, not a caller's mistake.
+		g.opts.Logger.Error("INVITE authenticated without a server transaction", "call_id", callID(req))
+		g.respond(tx, req, 500, "Server Internal Error", nil)
 		return
 	}
 	from := req.From()

@@ -132,3 +132,52 @@ func TestContentLengthScan(t *testing.T) {
 		t.Fatal("isShortRequest")
 	}
 }
+
+// The ACK for a non-2xx final response takes the UDP fast path and still
+// reaches the INVITE server transaction (txIndex): its retransmissions of
+// the response stop. Without the ACK they go on (RFC 3261 17.2.1, Timer G
+// at T1 = 500 ms), which shows the test can tell.
+func TestAckForNon2xxStopsRetransmissions(t *testing.T) {
+	tg := startGatewayWith(t, func(g *Gateway) {
+		g.SetCalls(&routerSpy{})
+		g.opts.Locate = func(string) []string { return []string{"sip:bob@127.0.0.1:9"} }
+	})
+	// Credentials that do not parse: 400 from sipgo's server transaction
+	// (an INVITE with credentials does not take the fast path).
+	retransmits := func(ack bool) int {
+		inv := tg.request("INVITE", "sip:bob@example.test", `Proxy-Authorization: Digest nonsense`)
+		res := tg.exchangeMatching(t, inv)
+		if res.StatusCode != 400 {
+			t.Fatalf("credentials that do not parse: %d %s", res.StatusCode, res.Reason)
+		}
+		if ack {
+			a := strings.Replace(inv, "INVITE sip:bob@example.test", "ACK sip:bob@example.test", 1)
+			a = strings.Replace(a, " INVITE\r\n", " ACK\r\n", 1)
+			a = strings.Replace(a, "\r\nTo: "+"<sip:alice@example.test>", "\r\nTo: "+res.To().Value(), 1)
+			a = strings.Replace(a, "Proxy-Authorization: Digest nonsense\r\n", "", 1)
+			dst, _ := net.ResolveUDPAddr("udp", tg.addr)
+			if _, err := tg.conn.WriteToUDP([]byte(a), dst); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n := 0
+		buf := make([]byte, 65535)
+		deadline := time.Now().Add(1200 * time.Millisecond)
+		for {
+			_ = tg.conn.SetReadDeadline(deadline)
+			m, _, err := tg.conn.ReadFromUDP(buf)
+			if err != nil {
+				return n
+			}
+			if strings.HasPrefix(string(buf[:m]), "SIP/2.0 400 ") {
+				n++
+			}
+		}
+	}
+	if n := retransmits(true); n != 0 {
+		t.Fatalf("the 400 was retransmitted %d times after its ACK", n)
+	}
+	if n := retransmits(false); n == 0 {
+		t.Fatal("without an ACK the 400 was never retransmitted: the test cannot tell")
+	}
+}

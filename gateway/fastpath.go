@@ -20,8 +20,12 @@ import (
 // A CANCEL taken here never reaches sipgo's transaction layer, which would
 // answer it (200, then 487 to the INVITE) before the call actor has made
 // the cancellation durable; the actor answers both instead.
-// Everything else (INVITE, ACK, other in-dialog requests, responses, TCP,
-// anything the fast path cannot parse) goes through sipgo as before.
+// ACKs, responses and the INVITEs that can only be challenged take the
+// fast path too (classify says why each is safe there); ACKs and responses
+// reach sipgo's transactions directly, through txIndex.
+// Everything else (an INVITE with credentials or in a dialog, other
+// in-dialog requests, TCP, anything the fast path cannot parse) goes
+// through sipgo's transaction layer.
 
 // fastWorkers serve the fast path; handlers block on actors (an fsync), so
 // there are far more than cores. With the CPU full, at 14,000 REGISTER/s,
@@ -62,8 +66,21 @@ func isShortRequest(data []byte) bool {
 // contentLength finds the Content-Length (or compact "l") header value in
 // a header block.
 func contentLength(head []byte) (int, bool) {
-	// Called in the serial read loop for every datagram that skips the
-	// fast path: walk the lines without allocating.
+	h := scanHead(head)
+	return h.length, h.hasLength
+}
+
+// headFacts is what the serial read loop learns of a header block in one
+// walk over its lines, without allocating.
+type headFacts struct {
+	length    int
+	hasLength bool // a Content-Length (or "l") that parses
+	proxyAuth bool // a Proxy-Authorization header
+	toTag     bool // a To (or "t") header with a tag parameter
+}
+
+func scanHead(head []byte) headFacts {
+	var f headFacts
 	for rest := head; len(rest) > 0; {
 		line := rest
 		if i := bytes.Index(rest, []byte("\r\n")); i >= 0 {
@@ -76,12 +93,38 @@ func contentLength(head []byte) (int, bool) {
 			continue // the request line
 		}
 		name = bytes.TrimSpace(name)
-		if bytes.EqualFold(name, []byte("Content-Length")) || bytes.EqualFold(name, []byte("l")) {
-			n, err := strconv.Atoi(string(bytes.TrimSpace(val)))
-			return n, err == nil
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")) || bytes.EqualFold(name, []byte("l")):
+			if !f.hasLength {
+				n, err := strconv.Atoi(string(bytes.TrimSpace(val)))
+				f.length, f.hasLength = n, err == nil
+			}
+		case bytes.EqualFold(name, []byte("Proxy-Authorization")):
+			f.proxyAuth = true
+		case bytes.EqualFold(name, []byte("To")) || bytes.EqualFold(name, []byte("t")):
+			f.toTag = hasTagParam(val)
 		}
 	}
-	return 0, false
+	return f
+}
+
+// hasTagParam tells whether a To header value has a tag parameter: one
+// after the name-addr's closing '>' or, without angle brackets, after the
+// URI (whose own ";tag" would be a URI parameter, RFC 3261 20.10).
+func hasTagParam(val []byte) bool {
+	if i := bytes.LastIndexByte(val, '>'); i >= 0 {
+		val = val[i+1:]
+	}
+	_, rest, more := bytes.Cut(val, []byte(";"))
+	for more {
+		var p []byte
+		p, rest, more = bytes.Cut(rest, []byte(";"))
+		k, _, _ := bytes.Cut(p, []byte("="))
+		if bytes.EqualFold(bytes.TrimSpace(k), []byte("tag")) {
+			return true
+		}
+	}
+	return false
 }
 
 // answerShort answers a request whose body is cut short with 400: its
@@ -121,24 +164,52 @@ type fastPath struct {
 	bufs   sync.Pool             // of *bytes.Buffer, for encoding answers
 }
 
-// isFastMethod tells from the request line whether a datagram takes the
-// fast path.
-func isFastMethod(data []byte) bool {
-	return bytes.HasPrefix(data, []byte("REGISTER ")) || bytes.HasPrefix(data, []byte("OPTIONS ")) ||
-		bytes.HasPrefix(data, []byte("BYE ")) || bytes.HasPrefix(data, []byte("CANCEL "))
+// classify tells from its start line, and for an INVITE from its headers,
+// whether a datagram takes the fast path, and whether it is a request
+// whose body is cut short (answered 400 by the fast path either way).
+//
+// REGISTER, OPTIONS, BYE and CANCEL are answered statelessly anyway. An
+// ACK is never answered: one for a non-2xx goes to its INVITE server
+// transaction (txIndex), one for a 2xx to its call. A response goes to its
+// client transaction (txIndex). An INVITE with no To tag and no
+// Proxy-Authorization can only be challenged (digest.Verify answers an
+// empty header with a challenge, before any call exists), and a challenge
+// is sent statelessly (RFC 3261 8.2.7, as Kamailio's sl_send_reply does):
+// the To tag is derived from the request, so a retransmitted INVITE gets
+// the same 407 again, and the ACK for it finds no transaction and no call
+// and is dropped. Every other INVITE needs a server transaction: it goes
+// through sipgo.
+func classify(data []byte) (fast, short bool) {
+	switch {
+	case bytes.HasPrefix(data, []byte("REGISTER ")) || bytes.HasPrefix(data, []byte("OPTIONS ")) ||
+		bytes.HasPrefix(data, []byte("BYE ")) || bytes.HasPrefix(data, []byte("CANCEL ")):
+		return true, false // (the body check is kept off the REGISTER path: it is serial)
+	case bytes.HasPrefix(data, []byte("ACK ")) || bytes.HasPrefix(data, []byte("SIP/")):
+		return true, false
+	}
+	end := bytes.Index(data, []byte("\r\n\r\n"))
+	if end < 0 {
+		return false, false
+	}
+	h := scanHead(data[:end])
+	short = h.hasLength && h.length > len(data)-end-4
+	if bytes.HasPrefix(data, []byte("INVITE ")) && !h.proxyAuth && !h.toTag {
+		return true, short
+	}
+	return false, short
 }
 
 // readFilter is sipgo's TransportReadFilter: called serially per socket, in
 // its read loop, which is the one serial step of the UDP path; so it only
-// looks at the request line and hands the datagram over, and the workers
-// parse in parallel. It blocks only while the workers' queue is full, and
-// must never return an error (that would stop the read loop).
+// looks at the request line (and an INVITE's header names) and hands the
+// datagram over, and the workers parse in parallel. It blocks only while
+// the workers' queue is full, and must never return an error (that would
+// stop the read loop).
 func (g *Gateway) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error) {
 	if p.LocalAddr == nil || p.RemoteAddr == nil {
 		return data, nil
 	}
-	fast := isFastMethod(data)
-	short := !fast && isShortRequest(data) // (kept off the REGISTER path: it is serial)
+	fast, short := classify(data)
 	if !short && !fast {
 		return data, nil
 	}
@@ -184,13 +255,29 @@ func (g *Gateway) fastServe(j udpJob) {
 		g.opts.Logger.Debug("unparsable SIP datagram dropped", "from", j.to.String(), "err", err)
 		return
 	}
-	req, ok := msg.(*sip.Request)
-	if !ok || req.Via() == nil {
+	if msg.Via() == nil {
 		return
 	}
-	req.SetTransport("UDP")
-	req.SetSource(j.to.String())
+	msg.SetTransport("UDP")
+	msg.SetSource(j.to.String())
+	req, ok := msg.(*sip.Request)
+	if !ok {
+		g.fastResponse(msg.(*sip.Response))
+		return
+	}
 	g.serve(req, &udpResponder{w: j.conn, to: j.to}, len(j.data))
+}
+
+// fastResponse hands a response to the client transaction it answers, as
+// sipgo's transaction layer would (RFC 3261 17.1.3), or, when none claims
+// it (a 2xx retransmitted after the INVITE transaction ended, a response
+// from before a restart), to the stray handler (17.1.1.2).
+func (g *Gateway) fastResponse(res *sip.Response) {
+	if tx := g.txs.clientFor(res); tx != nil {
+		tx.Receive(res)
+		return
+	}
+	g.stray(res)
 }
 
 // udpResponder answers one request statelessly on a UDP socket, through

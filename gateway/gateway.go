@@ -2,12 +2,14 @@
 // and transaction layer, request validation and limits, digest challenges,
 // and stateless routing of each request to the actor that owns it
 // (ARCHITECTURE.md invariant 7: the gateway holds no call or registration
-// state; the only memory it keeps is the digest nonce-count replay guard).
+// state; the only memory it keeps is the digest nonce-count replay guard,
+// besides sipgo's SIP transactions and an index of them, txindex.go).
 //
 // Every request is answered or, when it cannot be answered at all (no Via,
 // unparsable), dropped; never a panic. Domain errors become SIP statuses in
-// one table (errors.go). Handlers run concurrently, one goroutine per
-// request (sipgo's transaction layer).
+// one table (errors.go). Handlers run concurrently: on the UDP fast path's
+// workers (fastpath.go), else one goroutine per request (sipgo's
+// transaction layer).
 package gateway
 
 import (
@@ -20,6 +22,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -85,6 +88,8 @@ type Gateway struct {
 	allow  string
 	closed chan struct{}
 	fast   fastPath
+	txs    txIndex // sipgo's transactions, for the fast path
+	local  atomic.Pointer[boundLocal]
 
 	mu        sync.Mutex // guards listeners
 	listeners []net.Listener
@@ -204,6 +209,11 @@ func (g *Gateway) Start() error {
 		g.serving.Add(1)
 		go func(ln net.Listener) { defer g.serving.Done(); _ = g.srv.ServeTCP(ln) }(ln)
 	}
+	l := &boundLocal{Local: localOf(g.addrsLocked())}
+	if ip := net.ParseIP(l.Host); ip != nil && strings.EqualFold(l.Transport, "UDP") {
+		l.udp = ip
+	}
+	g.local.Store(l)
 	return nil
 }
 
@@ -212,6 +222,10 @@ func (g *Gateway) Start() error {
 func (g *Gateway) Addrs() []string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	return g.addrsLocked()
+}
+
+func (g *Gateway) addrsLocked() []string {
 	var out []string
 	for _, pc := range g.packets {
 		out = append(out, "udp:"+pc.LocalAddr().String())
@@ -267,6 +281,11 @@ type responder interface {
 // handle is the entry point of every request that comes through sipgo's
 // transaction layer (sipgo calls it concurrently).
 func (g *Gateway) handle(req *sip.Request, tx sip.ServerTransaction) {
+	if st, ok := tx.(*sip.ServerTx); ok && req.IsInvite() && strings.EqualFold(req.Transport(), "UDP") {
+		// Before any response goes out: the ACK for a non-2xx one takes
+		// the fast path and must find this transaction (txIndex).
+		g.txs.addServer(st)
+	}
 	g.serve(req, tx, 0)
 }
 

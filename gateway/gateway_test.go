@@ -327,24 +327,45 @@ func newHash(alg string) interface {
 	return md5.New()
 }
 
-// TestReadFilterFastPathBoundaries: only REGISTER, OPTIONS, BYE and CANCEL datagrams on
-// our own UDP sockets take the fast path; everything else is handed back to
-// sipgo untouched, and the filter never fails (an error would stop sipgo's
-// read loop). Unparsable fast-path datagrams are dropped without harm.
+// TestReadFilterFastPathBoundaries: REGISTER, OPTIONS, BYE, CANCEL, ACK,
+// responses and INVITEs that can only be challenged, on our own UDP
+// sockets, take the fast path; everything else (an INVITE with credentials
+// or a To tag, INFO) is handed back to sipgo untouched, and the filter
+// never fails (an error would stop sipgo's read loop). Unparsable
+// fast-path datagrams are dropped without harm.
 func TestReadFilterFastPathBoundaries(t *testing.T) {
 	tg := startGateway(t)
 	local, _ := net.ResolveUDPAddr("udp", tg.addr)
 	remote := tg.conn.LocalAddr()
 	props := sip.TransportReadProps{Transport: "UDP", LocalAddr: local, RemoteAddr: remote}
-	invite := []byte(strings.Replace(tg.request("OPTIONS", "sip:example.test"), "OPTIONS", "INVITE", -1))
+	invite := strings.Replace(tg.request("OPTIONS", "sip:example.test"), "OPTIONS", "INVITE", -1)
+	withHeader := func(h string) []byte {
+		return []byte(strings.Replace(invite, "Content-Length:", h+"\r\nContent-Length:", 1))
+	}
 	for name, data := range map[string][]byte{
-		"INVITE":   invite,
-		"response": []byte("SIP/2.0 200 OK\r\n\r\n"),
-		"INFO":     []byte(strings.Replace(tg.request("OPTIONS", "sip:example.test"), "OPTIONS", "INFO", -1)),
+		"INVITE with credentials": withHeader(`proxy-authorization: Digest username="alice"`),
+		"INVITE in a dialog":      []byte(strings.Replace(invite, "\r\nTo: <sip:alice@example.test>", "\r\nt: <sip:alice@example.test>;x=1;tag=9", 1)),
+		"INFO":                    []byte(strings.Replace(invite, "INVITE", "INFO", -1)),
 	} {
+		if !strings.Contains(string(data), "tag=9") && strings.Contains(name, "dialog") {
+			t.Fatalf("the test's To header was not rewritten: %q", data)
+		}
 		out, err := tg.g.readFilter(props, data)
 		if err != nil || string(out) != string(data) {
 			t.Errorf("%s: filter returned %q, %v; want the datagram back", name, out, err)
+		}
+	}
+	// What the workers answer to these goes to a port nobody reads.
+	away := props
+	away.RemoteAddr = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9}
+	for name, data := range map[string][]byte{
+		"INVITE to be challenged": []byte(invite),
+		"INVITE with a URI tag":   []byte(strings.Replace(invite, "\r\nTo: <sip:alice@example.test>", "\r\nTo: <sip:alice@example.test;tag=1>", 1)),
+		"ACK":                     []byte(strings.Replace(invite, "INVITE", "ACK", -1)),
+		"response":                []byte("SIP/2.0 200 OK\r\n\r\n"),
+	} {
+		if out, err := tg.g.readFilter(away, data); err != nil || len(out) != 0 {
+			t.Errorf("%s should be taken: %q, %v", name, out, err)
 		}
 	}
 	other := props
