@@ -37,3 +37,53 @@ func TestPoolRunsEverythingEvenWhenBusy(t *testing.T) {
 		t.Fatal("throughput")
 	}
 }
+
+// The worker that went idle last takes the next task (its stack is grown
+// and warm), not the one idle longest.
+func TestPoolTakesTheMostRecentlyIdleWorker(t *testing.T) {
+	p := New(4, 10)
+	defer p.Stop()
+	top := func() *worker {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.idle[len(p.idle)-1]
+	}
+	waitIdle := func(n int) {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			p.mu.Lock()
+			k := len(p.idle)
+			p.mu.Unlock()
+			if k == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d idle workers, want %d", k, n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// Two tasks at once; the one that ran on the bottom-most of the two
+	// workers ends last, so its worker must be on top afterwards.
+	first := top()
+	releaseA, releaseB := make(chan struct{}), make(chan struct{})
+	p.Schedule(func() { <-releaseA }) // takes first
+	second := top()
+	p.Schedule(func() { <-releaseB }) // takes second
+	waitIdle(2)
+	close(releaseB)
+	waitIdle(3)
+	close(releaseA)
+	waitIdle(4)
+	if top() != first || first == second {
+		t.Fatal("the most recently idle worker is not the next to work")
+	}
+	ran := make(chan struct{})
+	want := top()
+	p.Schedule(func() { close(ran) })
+	<-ran
+	waitIdle(4)
+	if top() != want {
+		t.Fatal("the worker that just ran is not back on top")
+	}
+}
