@@ -106,7 +106,7 @@ func (g *Gateway) Request(req *sip.Request, on func(*sip.Response, error)) error
 	if req.IsInvite() {
 		tx.OnRetransmission(func(res *sip.Response) { on(res, nil) })
 	}
-	go func() {
+	g.workers.Schedule(func() {
 		defer cancel()
 		final := false
 		for {
@@ -139,7 +139,7 @@ func (g *Gateway) Request(req *sip.Request, on func(*sip.Response, error)) error
 				return
 			}
 		}
-	}()
+	})
 	return nil
 }
 

@@ -8,6 +8,7 @@
 // grown stacks. Actors block on the event store's fsync, so the pool is
 // large; when every worker is busy, Schedule falls back to a new goroutine,
 // so a mailbox is never kept waiting. Schedule is called concurrently.
+// The gateway runs its request handlers on a Pool too.
 //
 // Idle workers are taken last in, first out. The garbage collector halves
 // the stack of a goroutine that sits idle using little of it, so the
