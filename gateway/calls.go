@@ -39,10 +39,15 @@ func (g *Gateway) SetCalls(c CallRouter) { g.calls = c }
 // Start works it out once the sockets are bound; the call actors ask for
 // it several times per call.
 func (g *Gateway) Local() call.Local {
+	return g.bound().Local
+}
+
+// bound is what Start worked out, or (before Start) what is bound now.
+func (g *Gateway) bound() *boundLocal {
 	if l := g.local.Load(); l != nil {
-		return l.Local
+		return l
 	}
-	return localOf(g.Addrs())
+	return boundOf(g.Addrs())
 }
 
 // boundLocal is Local as Start found it, with its IP parsed for bindLocal.
@@ -51,7 +56,15 @@ type boundLocal struct {
 	udp net.IP // nil unless Local is a UDP socket with an IP address
 }
 
-// localOf picks Local among the bound addresses ("udp:127.0.0.1:5060").
+// boundOf picks Local among the bound addresses ("udp:127.0.0.1:5060").
+func boundOf(addrs []string) *boundLocal {
+	l := &boundLocal{Local: localOf(addrs)}
+	if ip := net.ParseIP(l.Host); ip != nil && strings.EqualFold(l.Transport, "UDP") {
+		l.udp = ip
+	}
+	return l
+}
+
 func localOf(addrs []string) call.Local {
 	for _, a := range addrs {
 		network, hostport, _ := strings.Cut(a, ":")
@@ -73,15 +86,8 @@ func noBuild(*sipgo.Client, *sip.Request) error { return nil }
 // packet's source, as sipp does, then reach us, and so does everything sent
 // after a restart.
 func (g *Gateway) bindLocal(req *sip.Request) {
-	if l := g.local.Load(); l != nil {
-		if l.udp != nil {
-			req.Laddr = sip.Addr{IP: l.udp, Port: l.Port}
-		}
-		return
-	}
-	l := g.Local()
-	if ip := net.ParseIP(l.Host); ip != nil && strings.EqualFold(l.Transport, "UDP") {
-		req.Laddr = sip.Addr{IP: ip, Port: l.Port}
+	if l := g.bound(); l.udp != nil {
+		req.Laddr = sip.Addr{IP: l.udp, Port: l.Port}
 	}
 }
 

@@ -219,11 +219,7 @@ func (g *Gateway) Start() error {
 		g.serving.Add(1)
 		go func(ln net.Listener) { defer g.serving.Done(); _ = g.srv.ServeTCP(ln) }(ln)
 	}
-	l := &boundLocal{Local: localOf(g.addrsLocked())}
-	if ip := net.ParseIP(l.Host); ip != nil && strings.EqualFold(l.Transport, "UDP") {
-		l.udp = ip
-	}
-	g.local.Store(l)
+	g.local.Store(boundOf(g.addrsLocked()))
 	return nil
 }
 
