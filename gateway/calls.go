@@ -313,12 +313,7 @@ func (g *Gateway) handleInvite(req *sip.Request, tx responder) {
 	res := g.opts.Auth.Verify(authz, string(req.Method), txKey(req), func(u string) bool { return g.uriMatches(u, &req.Recipient) })
 	switch res.Outcome {
 	case digest.Challenge, digest.Stale:
-		c := sip.NewResponseFromRequest(req, 407, "Proxy Authentication Required", nil)
-		g.finish(c, req)
-		for _, ch := range g.opts.Auth.Challenges(res.Outcome == digest.Stale) {
-			c.AppendHeader(sip.NewHeader("Proxy-Authenticate", ch))
-		}
-		g.send(tx, c)
+		g.respond(tx, req, 407, "Proxy Authentication Required", g.challenges("Proxy-Authenticate", res.Outcome == digest.Stale))
 		return
 	case digest.Malformed:
 		g.respond(tx, req, 400, "Bad Proxy-Authorization ("+res.Reason+")", nil)

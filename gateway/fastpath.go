@@ -265,7 +265,7 @@ func (g *Gateway) fastServe(j udpJob) {
 		g.fastResponse(msg.(*sip.Response))
 		return
 	}
-	g.serve(req, &udpResponder{w: j.conn, to: j.to}, len(j.data))
+	g.serve(req, &udpResponder{w: j.conn, to: j.to, raw: j.data}, len(j.data))
 }
 
 // fastResponse hands a response to the client transaction it answers, as
@@ -283,8 +283,9 @@ func (g *Gateway) fastResponse(res *sip.Response) {
 // udpResponder answers one request statelessly on a UDP socket, through
 // the socket's writer.
 type udpResponder struct {
-	w  *udpWriter
-	to net.Addr
+	w   *udpWriter
+	to  net.Addr
+	raw []byte // the request datagram, for Gateway.respond to copy from; nil: build through sipgo
 }
 
 func (r *udpResponder) Respond(res *sip.Response) error {

@@ -13,13 +13,14 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -439,8 +440,13 @@ func (g *Gateway) isOurs(host string) bool {
 	return false
 }
 
-// respond sends a final or provisional response built from req.
+// respond sends a final or provisional response built from req. On the
+// UDP fast path it is written straight from the request's bytes (reply.go);
+// elsewhere, or when those cannot be copied safely, through sipgo.
 func (g *Gateway) respond(tx responder, req *sip.Request, code int, reason string, headers [][2]string) {
+	if u, ok := tx.(*udpResponder); ok && u.raw != nil && g.replyRaw(u, req, code, reason, headers) {
+		return
+	}
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
 	g.finish(res, req)
 	for _, h := range headers {
@@ -449,14 +455,43 @@ func (g *Gateway) respond(tx responder, req *sip.Request, code int, reason strin
 	g.send(tx, res)
 }
 
+// replyRaw writes the response with appendReply and queues it on the
+// socket's writer; false when the request's bytes cannot be copied.
+func (g *Gateway) replyRaw(u *udpResponder, req *sip.Request, code int, reason string, headers [][2]string) bool {
+	ua, ok := u.to.(*net.UDPAddr)
+	if !ok {
+		return false
+	}
+	var tag [16]byte
+	spec := replySpec{
+		code: code, reason: reason, method: req.Method, src: ua.AddrPort(),
+		tag: appendToTag(tag[:0], req), server: g.opts.ServerName, headers: headers,
+	}
+	buf, _ := u.w.bufs.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
+	buf.Reset()
+	b, ok := appendReply(buf.AvailableBuffer(), u.raw, spec)
+	if !ok {
+		u.w.bufs.Put(buf)
+		return false
+	}
+	buf.Write(b)
+	if g.opts.Metrics != nil {
+		g.opts.Metrics.SIPResponse(code)
+	}
+	u.w.send(buf, u.to)
+	return true
+}
+
 // finish adds what every response of ours carries: a To tag (RFC 3261
-// 8.2.6.2) derived from the request so that a retransmission gets the same
-// one, and a Server header.
+// 8.2.6.2) derived from the request, so that a retransmission answered
+// statelessly gets the same one (sipgo's NewResponseFromRequest puts a
+// random one there, which it replaces), and a Server header.
 func (g *Gateway) finish(res *sip.Response, req *sip.Request) {
-	if to := res.To(); to != nil {
-		if _, ok := to.Params.Get("tag"); !ok && res.StatusCode > 100 {
-			to.Params.Add("tag", toTag(req))
-		}
+	if to, reqTo := res.To(), req.To(); to != nil && reqTo != nil && res.StatusCode > 100 && !reqTo.Params.Has("tag") {
+		to.Params.Add("tag", toTag(req))
 	}
 	res.AppendHeader(sip.NewHeader("Server", g.opts.ServerName))
 }
@@ -470,17 +505,48 @@ func (g *Gateway) send(tx responder, res *sip.Response) {
 	}
 }
 
+// toTag is the To tag of our stateless answers to req: a hash of its
+// Call-ID, CSeq number and From tag, so that a retransmission gets the
+// same tag and different requests (almost surely) different ones.
 func toTag(req *sip.Request) string {
-	h := fnv.New64a()
-	h.Write([]byte(callID(req)))
+	var b [16]byte
+	return string(appendToTag(b[:0], req))
+}
+
+// appendToTag appends toTag(req) to b: FNV-1a (64 bits) over
+// "Call-ID:CSeq" and the From tag, in 16 hex digits.
+func appendToTag(b []byte, req *sip.Request) []byte {
+	h := uint64(fnvOffset64)
+	if c := req.CallID(); c != nil {
+		h = fnvAdd(h, string(*c))
+	}
 	if cs := req.CSeq(); cs != nil {
-		fmt.Fprintf(h, ":%d", cs.SeqNo)
+		var n [24]byte
+		h = fnvAdd(h, strconv.AppendUint(append(n[:0], ':'), uint64(cs.SeqNo), 10))
 	}
 	if f := req.From(); f != nil {
 		t, _ := f.Params.Get("tag")
-		h.Write([]byte(t))
+		h = fnvAdd(h, t)
 	}
-	return fmt.Sprintf("%016x", h.Sum64())
+	const hex = "0123456789abcdef"
+	for shift := 60; shift >= 0; shift -= 4 {
+		b = append(b, hex[(h>>shift)&0xf])
+	}
+	return b
+}
+
+const (
+	fnvOffset64 = 14695981039346656037
+	fnvPrime64  = 1099511628211
+)
+
+// fnvAdd is FNV-1a's step over s (hash/fnv's, without its allocation).
+func fnvAdd[T string | []byte](h uint64, s T) uint64 {
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= fnvPrime64
+	}
+	return h
 }
 
 // txKey identifies req's transaction for the digest replay guard: top Via

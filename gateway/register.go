@@ -66,13 +66,12 @@ func (g *Gateway) handleRegister(req *sip.Request, tx responder) {
 		g.respond(tx, req, e.code, e.reason, e.headers)
 		return
 	}
-	ok := sip.NewResponseFromRequest(req, 200, "OK", nil)
-	g.finish(ok, req)
+	headers := make([][2]string, 0, len(result.Bindings)+1)
 	for _, b := range result.Bindings {
-		ok.AppendHeader(sip.NewHeader("Contact", formatContact(b, result)))
+		headers = append(headers, [2]string{"Contact", formatContact(b, result)})
 	}
-	ok.AppendHeader(sip.NewHeader("Date", result.Now.UTC().Format(http.TimeFormat)))
-	g.send(tx, ok)
+	headers = append(headers, [2]string{"Date", result.Now.UTC().Format(http.TimeFormat)})
+	g.respond(tx, req, 200, "OK", headers)
 }
 
 // registerCommand turns a REGISTER into the registrar command, or returns
@@ -138,12 +137,17 @@ func formatContact(b registrar.Binding, r *registrar.Result) string {
 
 // challenge answers 401 with one WWW-Authenticate per offered algorithm.
 func (g *Gateway) challenge(tx responder, req *sip.Request, stale bool) {
-	res := sip.NewResponseFromRequest(req, 401, "Unauthorized", nil)
-	g.finish(res, req)
-	for _, c := range g.opts.Auth.Challenges(stale) {
-		res.AppendHeader(sip.NewHeader("WWW-Authenticate", c))
+	g.respond(tx, req, 401, "Unauthorized", g.challenges("WWW-Authenticate", stale))
+}
+
+// challenges is one header name: challenge per offered algorithm.
+func (g *Gateway) challenges(name string, stale bool) [][2]string {
+	cs := g.opts.Auth.Challenges(stale)
+	hs := make([][2]string, len(cs))
+	for i, c := range cs {
+		hs[i] = [2]string{name, c}
 	}
-	g.send(tx, res)
+	return hs
 }
 
 // uriMatches tells whether the digest uri names this server: the
