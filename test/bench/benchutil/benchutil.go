@@ -59,15 +59,34 @@ func ReadTrim(p string) string {
 
 // ProfileStep starts fetching a CPU profile of about seconds-1 seconds from
 // url (a server's /debug/pprof/profile) into dir/name.pprof, and returns
-// what waits for it; with an empty url it does nothing. Failures are
+// what waits for it, and halfway through the step saves a goroutine dump
+// (dir/name.goroutines.txt); with an empty url it does nothing. Failures are
 // printed, not fatal: the step's figures stand without a profile.
 func ProfileStep(url, dir, name string, seconds int) func() {
 	if url == "" {
 		return func() {}
 	}
-	done := make(chan struct{})
+	done := make(chan struct{}, 2)
 	go func() {
-		defer close(done)
+		// Halfway through the step, what every goroutine waits on.
+		defer func() { done <- struct{}{} }()
+		time.Sleep(time.Duration(seconds) * time.Second / 2)
+		res, err := http.Get(strings.TrimSuffix(url, "profile") + "goroutine?debug=1")
+		if err != nil {
+			fmt.Printf("   goroutines: %v\n", err)
+			return
+		}
+		defer res.Body.Close()
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return
+		}
+		if f, err := os.Create(filepath.Join(dir, name+".goroutines.txt")); err == nil {
+			_, _ = io.Copy(f, res.Body)
+			f.Close()
+		}
+	}()
+	go func() {
+		defer func() { done <- struct{}{} }()
 		res, err := http.Get(fmt.Sprintf("%s?seconds=%d", url, max(1, seconds-1)))
 		if err != nil {
 			fmt.Printf("   profile: %v\n", err)
@@ -88,5 +107,5 @@ func ProfileStep(url, dir, name string, seconds int) func() {
 			fmt.Printf("   profile: %v\n", err)
 		}
 	}()
-	return func() { <-done }
+	return func() { <-done; <-done }
 }
