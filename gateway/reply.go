@@ -78,20 +78,20 @@ func appendReply(b, raw []byte, s replySpec) (_ []byte, ok bool) {
 		name = bytes.TrimRight(name, " \t")
 		val = bytes.Trim(val, " \t")
 		var canon string
-		switch {
-		case isHeader(name, "Via", "v"):
+		switch kind := replyHeader(name); {
+		case kind == hVia:
 			canon = "Via"
-		case isHeader(name, "From", "f") && !from:
+		case kind == hFrom && !from:
 			canon, from = "From", true
-		case isHeader(name, "To", "t") && !to:
+		case kind == hTo && !to:
 			canon, to = "To", true
-		case isHeader(name, "Call-ID", "i") && !callID:
+		case kind == hCallID && !callID:
 			canon, callID = "Call-ID", true
-		case isHeader(name, "CSeq", "") && !cseq:
+		case kind == hCSeq && !cseq:
 			canon, cseq = "CSeq", true
-		case copyRR && isHeader(name, "Record-Route", ""):
+		case kind == hRecordRoute && copyRR:
 			canon = "Record-Route"
-		case s.code == 100 && isHeader(name, "Timestamp", ""):
+		case kind == hTimestamp && s.code == 100:
 			canon = "Timestamp"
 		default:
 			continue
@@ -136,6 +136,64 @@ func appendReply(b, raw []byte, s replySpec) (_ []byte, ok bool) {
 	}
 	b = append(b, "Content-Length: 0\r\n\r\n"...)
 	return b, true
+}
+
+// The headers appendReply copies.
+const (
+	hOther = iota
+	hVia
+	hFrom
+	hTo
+	hCallID
+	hCSeq
+	hRecordRoute
+	hTimestamp
+)
+
+// replyHeader tells which of the copied headers name is, by its length
+// first: most header lines are none of them.
+func replyHeader(name []byte) int {
+	switch len(name) {
+	case 1:
+		switch name[0] | 0x20 {
+		case 'v':
+			return hVia
+		case 'f':
+			return hFrom
+		case 't':
+			return hTo
+		case 'i':
+			return hCallID
+		}
+	case 2:
+		if isHeader(name, "To", "") {
+			return hTo
+		}
+	case 3:
+		if isHeader(name, "Via", "") {
+			return hVia
+		}
+	case 4:
+		if isHeader(name, "From", "") {
+			return hFrom
+		}
+		if isHeader(name, "CSeq", "") {
+			return hCSeq
+		}
+	case 7:
+		if isHeader(name, "Call-ID", "") {
+			return hCallID
+		}
+	case 9:
+		if isHeader(name, "Timestamp", "") {
+			return hTimestamp
+		}
+	case 12:
+		if isHeader(name, "Record-Route", "") {
+			return hRecordRoute
+		}
+	}
+	return hOther
 }
 
 // isHeader tells whether name is the header long, or its compact form
