@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -166,5 +167,40 @@ func TestActorsConcurrentAORs(t *testing.T) {
 	}
 	if h := st.Head(); h != 200 {
 		t.Fatalf("head = %d, want 200 (50 AORs x 1 add + 3 refreshes)", h)
+	}
+}
+
+// A request the actor does not answer in time is ErrUnavailable after
+// RequestTimeout; the next request gets a whole RequestTimeout again (its
+// timer is reused from the pool and must not fire at once).
+func TestActorRequestTimeout(t *testing.T) {
+	st := memstore.New()
+	release := make(chan struct{})
+	var stuck atomic.Bool
+	stuck.Store(true)
+	st.FailAppend = func(string) error {
+		if stuck.Load() {
+			<-release
+		}
+		return nil
+	}
+	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return slog.New(slog.DiscardHandler)
+	}))
+	r := NewRegistry(sys, Config{Store: st, Clock: clock.NewFake(t0), Node: "n1", Limits: lim, RequestTimeout: 150 * time.Millisecond})
+	t.Cleanup(r.Stop)
+	start := time.Now()
+	_, err := r.Register(context.Background(), reg("c1", 1, 600, contact("sip:alice@10.0.0.1", -1)), nil)
+	if !errors.Is(err, ErrUnavailable) || time.Since(start) < 150*time.Millisecond {
+		t.Fatalf("stuck actor: err = %v after %v, want ErrUnavailable after 150ms", err, time.Since(start))
+	}
+	stuck.Store(false)
+	close(release)
+	// The first request is still applied once the store answers; the
+	// second is answered normally, well within its own timeout.
+	for i := 0; i < 5; i++ {
+		if _, err := r.Register(context.Background(), reg("c1", uint32(2+i), 600, contact("sip:alice@10.0.0.1", -1)), nil); err != nil {
+			t.Fatalf("request %d after the stall: %v", i, err)
+		}
 	}
 }

@@ -309,22 +309,33 @@ func ContactKey(uri string) string {
 	if !ok {
 		return u
 	}
-	scheme = strings.ToLower(scheme)
+	lscheme := strings.ToLower(scheme)
 	// Strip URI headers (?...), which do not identify the contact.
+	headers := false
 	if i := strings.IndexByte(rest, '?'); i >= 0 {
-		rest = rest[:i]
+		rest, headers = rest[:i], true
 	}
 	user, hostpart := "", rest
 	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
 		user, hostpart = rest[:i+1], rest[i+1:]
 	}
 	host, params, _ := strings.Cut(hostpart, ";")
-	host = strings.ToLower(host)
+	lhost := strings.ToLower(host)
+	// The key is the URI itself when nothing in it changes (the common
+	// case: no allocation).
+	canonical := !headers && lscheme == scheme && lhost == host
+	scheme, host = lscheme, lhost
 	if params == "" {
+		if canonical {
+			return u
+		}
 		return scheme + ":" + user + host
 	}
 	if !strings.Contains(params, ";") { // one parameter: nothing to sort
 		k, v, hasV := strings.Cut(params, "=")
+		if canonical && strings.ToLower(k) == k {
+			return u
+		}
 		if hasV {
 			return scheme + ":" + user + host + ";" + strings.ToLower(k) + "=" + v
 		}

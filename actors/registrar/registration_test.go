@@ -230,9 +230,17 @@ func TestContactKey(t *testing.T) {
 		{"sip:a@h?subject=x", "sip:a@h"},
 		{"sip:h:5060", "sip:h:5060"},
 		{"nonsense", "nonsense"},
+		{" sip:a@h:5061;transport=UDP ", "sip:a@h:5061;transport=UDP"},
+		{"sip:a@h;Transport=UDP", "sip:a@h;transport=UDP"},
+		{"sip:a@H;transport=udp", "sip:a@h;transport=udp"},
+		{"sip:a@h;transport=udp?x=1", "sip:a@h;transport=udp"},
 	} {
 		if got := ContactKey(tc[0]); got != tc[1] {
 			t.Errorf("ContactKey(%q) = %q, want %q", tc[0], got, tc[1])
 		}
+	}
+	// A URI that is already its own key costs no allocation.
+	if n := testing.AllocsPerRun(100, func() { _ = ContactKey("sip:a@h:5061;transport=UDP") }); n != 0 {
+		t.Errorf("ContactKey of a canonical URI allocates %v times", n)
 	}
 }
