@@ -150,12 +150,17 @@ const (
 	hTimestamp
 )
 
-// replyHeader tells which of the copied headers name is, by its length
-// first: most header lines are none of them.
+// replyHeaders are the copied headers' full names.
+var replyHeaders = [...]struct {
+	name string
+	kind int
+}{{"Via", hVia}, {"From", hFrom}, {"To", hTo}, {"Call-ID", hCallID}, {"CSeq", hCSeq}, {"Record-Route", hRecordRoute}, {"Timestamp", hTimestamp}}
+
+// replyHeader tells which of the copied headers name is, comparing only
+// names of its length: most header lines are none of them.
 func replyHeader(name []byte) int {
-	switch len(name) {
-	case 1:
-		switch name[0] | 0x20 {
+	if len(name) == 1 {
+		switch name[0] | 0x20 { // the compact forms (RFC 3261 7.3.3)
 		case 'v':
 			return hVia
 		case 'f':
@@ -165,32 +170,11 @@ func replyHeader(name []byte) int {
 		case 'i':
 			return hCallID
 		}
-	case 2:
-		if isHeader(name, "To", "") {
-			return hTo
-		}
-	case 3:
-		if isHeader(name, "Via", "") {
-			return hVia
-		}
-	case 4:
-		if isHeader(name, "From", "") {
-			return hFrom
-		}
-		if isHeader(name, "CSeq", "") {
-			return hCSeq
-		}
-	case 7:
-		if isHeader(name, "Call-ID", "") {
-			return hCallID
-		}
-	case 9:
-		if isHeader(name, "Timestamp", "") {
-			return hTimestamp
-		}
-	case 12:
-		if isHeader(name, "Record-Route", "") {
-			return hRecordRoute
+		return hOther
+	}
+	for _, h := range replyHeaders {
+		if len(h.name) == len(name) && bytes.EqualFold(name, []byte(h.name)) {
+			return h.kind
 		}
 	}
 	return hOther
