@@ -141,6 +141,9 @@ func main() {
 			fmt.Printf("%-9s no clean step (best clean rate 0 calls/s)\n", r.name+":")
 		default:
 			fmt.Printf("%-9s best clean rate %d calls/s, server CPU per call at that rate %.0f us\n", r.name+":", r.res.best, r.res.bestCPU)
+			if r.res.best == o.rates[len(o.rates)-1] {
+				fmt.Printf("%-9s clean at the highest rate offered: its best is at least that (more with a higher -rates)\n", r.name+":")
+			}
 		}
 	}
 	switch {
