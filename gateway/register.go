@@ -140,7 +140,8 @@ func (g *Gateway) challenge(tx responder, req *sip.Request, stale bool) {
 	g.respond(tx, req, 401, "Unauthorized", g.challenges("WWW-Authenticate", stale))
 }
 
-// challenges is one header name: challenge per offered algorithm.
+// challenges are the headers of a 401 or 407: one name: challenge
+// per offered algorithm.
 func (g *Gateway) challenges(name string, stale bool) [][2]string {
 	cs := g.opts.Auth.Challenges(stale)
 	hs := make([][2]string, len(cs))

@@ -51,8 +51,7 @@ func appendReply(b, raw []byte, s replySpec) (_ []byte, ok bool) {
 	copyRR := s.method != sip.REGISTER && s.method != sip.ACK &&
 		((s.code >= 180 && s.code < 190) || (s.code >= 200 && s.code < 300) ||
 			(s.method == sip.INVITE && s.code > 100 && s.code < 200))
-	var vias int
-	var from, to, callID, cseq bool
+	var via, from, to, callID, cseq bool
 	for ended := false; !ended; {
 		if len(rest) == 0 {
 			return b, false // no empty line ends the header block
@@ -75,52 +74,45 @@ func appendReply(b, raw []byte, s replySpec) (_ []byte, ok bool) {
 		if !found {
 			return b, false
 		}
-		name = bytes.TrimRight(name, " \t")
-		val = bytes.Trim(val, " \t")
-		var canon string
-		switch kind := replyHeader(name); {
-		case kind == hVia:
-			canon = "Via"
-		case kind == hFrom && !from:
-			canon, from = "From", true
-		case kind == hTo && !to:
-			canon, to = "To", true
-		case kind == hCallID && !callID:
-			canon, callID = "Call-ID", true
-		case kind == hCSeq && !cseq:
-			canon, cseq = "CSeq", true
-		case kind == hRecordRoute && copyRR:
-			canon = "Record-Route"
-		case kind == hTimestamp && s.code == 100:
-			canon = "Timestamp"
+		kind := replyHeader(bytes.TrimRight(name, " \t"))
+		switch {
+		case kind == hVia,
+			kind == hFrom && !from, kind == hTo && !to,
+			kind == hCallID && !callID, kind == hCSeq && !cseq,
+			kind == hRecordRoute && copyRR, kind == hTimestamp && s.code == 100:
 		default:
-			continue
+			continue // not copied, or a second From, To, Call-ID or CSeq
 		}
 		if len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t') {
 			return b, false // folded (RFC 3261 7.3.1): left to sipgo's parser
 		}
-		b = append(b, canon...)
+		val = bytes.Trim(val, " \t")
+		b = append(b, replyHeaderNames[kind]...)
 		b = append(b, ": "...)
-		switch canon {
-		case "Via":
-			if vias == 0 {
+		switch kind {
+		case hVia:
+			if !via {
 				b = appendTopVia(b, val, s.src)
 			} else {
 				b = append(b, val...)
 			}
-			vias++
-		case "To":
+			via = true
+		case hTo:
 			b = append(b, val...)
 			if s.code > 100 && !hasTagParam(val) {
 				b = append(b, ";tag="...)
 				b = append(b, s.tag...)
 			}
+			to = true
 		default:
 			b = append(b, val...)
+			from = from || kind == hFrom
+			callID = callID || kind == hCallID
+			cseq = cseq || kind == hCSeq
 		}
 		b = append(b, "\r\n"...)
 	}
-	if vias == 0 || !from || !to || !callID || !cseq {
+	if !via || !from || !to || !callID || !cseq {
 		return b, false
 	}
 	if s.server != "" {
@@ -150,11 +142,10 @@ const (
 	hTimestamp
 )
 
-// replyHeaders are the copied headers' full names.
-var replyHeaders = [...]struct {
-	name string
-	kind int
-}{{"Via", hVia}, {"From", hFrom}, {"To", hTo}, {"Call-ID", hCallID}, {"CSeq", hCSeq}, {"Record-Route", hRecordRoute}, {"Timestamp", hTimestamp}}
+// replyHeaderNames are the copied headers' full names, by kind; the
+// replies use them for the compact forms too.
+var replyHeaderNames = [...]string{hVia: "Via", hFrom: "From", hTo: "To", hCallID: "Call-ID",
+	hCSeq: "CSeq", hRecordRoute: "Record-Route", hTimestamp: "Timestamp"}
 
 // replyHeader tells which of the copied headers name is, comparing only
 // names of its length: most header lines are none of them.
@@ -172,18 +163,12 @@ func replyHeader(name []byte) int {
 		}
 		return hOther
 	}
-	for _, h := range replyHeaders {
-		if len(h.name) == len(name) && bytes.EqualFold(name, []byte(h.name)) {
-			return h.kind
+	for kind, long := range replyHeaderNames {
+		if len(long) == len(name) && bytes.EqualFold(name, []byte(long)) {
+			return kind
 		}
 	}
 	return hOther
-}
-
-// isHeader tells whether name is the header long, or its compact form
-// short (none when empty), in any case.
-func isHeader(name []byte, long, short string) bool {
-	return bytes.EqualFold(name, []byte(long)) || (short != "" && bytes.EqualFold(name, []byte(short)))
 }
 
 // appendTopVia appends the value of the first Via header line, whose first
