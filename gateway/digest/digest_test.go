@@ -208,3 +208,72 @@ var newSHA256 = sha256.New
 
 // is returns a uriMatches func accepting exactly want.
 func is(want string) func(string) bool { return func(u string) bool { return u == want } }
+
+// TestAppendResponse checks the allocation-free response against the
+// formula of RFC 7616 3.4.1 written out with strings, for both algorithms,
+// with and without qop, and with inputs longer than its stack buffers.
+func TestAppendResponse(t *testing.T) {
+	h := func(alg, s string) string {
+		if alg == "SHA-256" {
+			sum := sha256.Sum256([]byte(s))
+			return hex.EncodeToString(sum[:])
+		}
+		sum := md5.Sum([]byte(s))
+		return hex.EncodeToString(sum[:])
+	}
+	long := strings.Repeat("x", 300)
+	for _, alg := range []string{"MD5", "SHA-256"} {
+		for _, c := range []struct {
+			nonce, cnonce, qop, uri string
+			nc                      uint32
+		}{
+			{"abc", "def", "auth", "sip:example.test", 1},
+			{"abc", "def", "auth", "sip:example.test", 0xdeadbeef},
+			{"abc", "", "", "sip:example.test", 0},
+			{long, long, "auth", "sip:" + long, 7},
+		} {
+			ha1 := h(alg, "alice:"+realm+":secret")
+			ha2 := h(alg, "REGISTER:"+c.uri)
+			want := h(alg, ha1+":"+c.nonce+":"+ha2)
+			if c.qop != "" {
+				want = h(alg, fmt.Sprintf("%s:%s:%08x:%s:%s:%s", ha1, c.nonce, c.nc, c.cnonce, c.qop, ha2))
+			}
+			if got := string(appendResponse(nil, alg, ha1, c.nonce, c.nc, c.cnonce, c.qop, "REGISTER", c.uri)); got != want {
+				t.Errorf("%s %+v: %s, want %s", alg, c, got, want)
+			}
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		var buf [64]byte
+		appendResponse(buf[:0], "MD5", "0123456789abcdef0123456789abcdef", "nonce", 1, "cnonce", "auth", "REGISTER", "sip:example.test")
+	}); n != 0 {
+		t.Errorf("appendResponse allocates %v times", n)
+	}
+}
+
+// TestResponseCase: the response's hex digits are accepted in either case,
+// and a response that differs in one digit or in length is not.
+func TestResponseCase(t *testing.T) {
+	a := newAuth(t, clock.NewFake(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)))
+	uri := "sip:example.test"
+	ch := a.Challenges(false)[0]
+	for i, c := range []struct {
+		edit func(resp string) string
+		want Outcome
+	}{
+		{strings.ToUpper, OK},
+		{func(r string) string {
+			return r[:len(r)-1] + string("0123456789abcdef"[(strings.IndexByte("0123456789abcdef", r[len(r)-1])+1)%16])
+		}, Forbidden},
+		{func(r string) string { return r[:len(r)-2] }, Forbidden},
+		{func(r string) string { return r + "00" }, Forbidden},
+	} {
+		cr := answer(t, ch, "alice", "secret", "REGISTER", uri, i+1)
+		start := strings.Index(cr, `response="`) + len(`response="`)
+		end := start + strings.IndexByte(cr[start:], '"')
+		edited := cr[:start] + c.edit(cr[start:end]) + cr[end:]
+		if r := a.Verify(edited, "REGISTER", fmt.Sprint("tx", i), is(uri)); r.Outcome != c.want {
+			t.Errorf("case %d (%s): %v, want %v", i, edited, r.Outcome, c.want)
+		}
+	}
+}
