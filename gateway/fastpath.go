@@ -161,7 +161,12 @@ type fastPath struct {
 	parser *sip.Parser
 	jobs   chan udpJob
 	conns  map[string]*udpWriter // by local address
-	bufs   sync.Pool             // of *bytes.Buffer, for encoding answers
+	// byAddr holds the same writers by the socket's own LocalAddr value (a
+	// *net.UDPAddr the socket keeps and hands out each time), so that the
+	// read loop finds its writer without formatting the address per
+	// datagram; conns is the fallback for any other net.Addr.
+	byAddr map[*net.UDPAddr]*udpWriter
+	bufs   sync.Pool // of *bytes.Buffer, for encoding answers
 }
 
 // classify tells from its start line, and for an INVITE from its headers,
@@ -213,7 +218,13 @@ func (g *Gateway) readFilter(p sip.TransportReadProps, data []byte) ([]byte, err
 	if !short && !fast {
 		return data, nil
 	}
-	conn := g.fast.conns[p.LocalAddr.String()]
+	var conn *udpWriter
+	if a, ok := p.LocalAddr.(*net.UDPAddr); ok {
+		conn = g.fast.byAddr[a]
+	}
+	if conn == nil {
+		conn = g.fast.conns[p.LocalAddr.String()]
+	}
 	if conn == nil {
 		return data, nil // not a UDP socket of ours
 	}

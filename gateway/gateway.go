@@ -87,6 +87,7 @@ type Gateway struct {
 	client *sipgo.Client
 	calls  CallRouter
 	ours   map[string]bool // host names and IPs that are "myself"
+	domain string          // Options.Domain in lower case, for AORs
 	allow  string
 	closed chan struct{}
 	fast   fastPath
@@ -134,9 +135,9 @@ func New(opts Options) (*Gateway, error) {
 	if opts.Auth == nil || opts.Registrar == nil {
 		return nil, errors.New("gateway: Auth and Registrar are required")
 	}
-	g := &Gateway{opts: opts, ours: map[string]bool{}, allow: strings.Join(allowed, ", "), closed: make(chan struct{}),
+	g := &Gateway{opts: opts, ours: map[string]bool{}, domain: strings.ToLower(opts.Domain), allow: strings.Join(allowed, ", "), closed: make(chan struct{}),
 		workers: dispatch.New(handlerWorkers, 0)}
-	g.fast = fastPath{parser: sip.NewParser(), jobs: make(chan udpJob, fastQueue), conns: map[string]*udpWriter{}}
+	g.fast = fastPath{parser: sip.NewParser(), jobs: make(chan udpJob, fastQueue), conns: map[string]*udpWriter{}, byAddr: map[*net.UDPAddr]*udpWriter{}}
 	g.ours[strings.ToLower(opts.Domain)] = true
 	for _, a := range opts.Aliases {
 		g.ours[strings.ToLower(a)] = true
@@ -204,6 +205,9 @@ func (g *Gateway) Start() error {
 			g.opts.Logger.Debug("UDP send failed", "to", to.String(), "err", err)
 		})
 		g.fast.conns[pc.LocalAddr().String()] = w
+		if a, ok := pc.LocalAddr().(*net.UDPAddr); ok {
+			g.fast.byAddr[a] = w
+		}
 		go w.run()
 	}
 	for i := 0; i < fastWorkers; i++ {
@@ -552,17 +556,19 @@ func fnvAdd[T string | []byte](h uint64, s T) uint64 {
 // txKey identifies req's transaction for the digest replay guard: top Via
 // branch, Call-ID and CSeq.
 func txKey(req *sip.Request) string {
-	var b strings.Builder
+	var buf [160]byte // one allocation, the result, for usual sizes
+	b := buf[:0]
 	if v := req.Via(); v != nil {
 		br, _ := v.Params.Get("branch")
-		b.WriteString(br)
+		b = append(b, br...)
 	}
-	b.WriteByte('|')
-	b.WriteString(callID(req))
+	b = append(b, '|')
+	b = append(b, callID(req)...)
 	if cs := req.CSeq(); cs != nil {
-		fmt.Fprintf(&b, "|%d", cs.SeqNo)
+		b = append(b, '|')
+		b = strconv.AppendUint(b, uint64(cs.SeqNo), 10)
 	}
-	return b.String()
+	return string(b)
 }
 
 func callID(req *sip.Request) string {
@@ -585,5 +591,12 @@ func cause(req *sip.Request) *eventpb.Cause {
 }
 
 func source(req *sip.Request) string {
-	return strings.ToLower(req.Transport()) + ":" + req.Source()
+	switch t := req.Transport(); t {
+	case "UDP", "udp":
+		return "udp:" + req.Source()
+	case "TCP", "tcp":
+		return "tcp:" + req.Source()
+	default:
+		return strings.ToLower(t) + ":" + req.Source()
+	}
 }

@@ -79,7 +79,7 @@ func (g *Gateway) handleRegister(req *sip.Request, tx responder) {
 func (g *Gateway) registerCommand(req *sip.Request) (*registrar.Register, string) {
 	to := req.To()
 	cmd := &registrar.Register{
-		AOR:     "sip:" + to.Address.User + "@" + strings.ToLower(g.opts.Domain),
+		AOR:     "sip:" + to.Address.User + "@" + g.domain,
 		CallID:  callID(req),
 		CSeq:    req.CSeq().SeqNo,
 		Expires: -1,
