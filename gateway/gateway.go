@@ -224,6 +224,22 @@ func (g *Gateway) Start() error {
 		g.serving.Add(1)
 		go func(ln net.Listener) { defer g.serving.Done(); _ = g.srv.ServeTCP(ln) }(ln)
 	}
+	// sipgo adds a UDP socket to its connection pool in the goroutine that
+	// serves it. Until then a request Tandem sends from that address (a
+	// recovered call's CANCEL or BYE, right after a restart) finds no
+	// connection, and sipgo tries to bind the address again and fails
+	// ("address already in use"). So Start returns only once every UDP
+	// socket is in the pool.
+	pool := g.ua.TransportLayer().Pool("udp")
+	for _, pc := range g.packets {
+		addr := pc.LocalAddr().String()
+		for deadline := time.Now().Add(5 * time.Second); pool.Get(addr) == nil; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				g.closeLocked()
+				return fmt.Errorf("gateway: udp:%s was not being served after 5s", addr)
+			}
+		}
+	}
 	g.local.Store(boundOf(g.addrsLocked()))
 	return nil
 }

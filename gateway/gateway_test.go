@@ -396,3 +396,21 @@ func TestReadFilterFastPathBoundaries(t *testing.T) {
 		t.Fatalf("after junk: %v", res.Short())
 	}
 }
+
+// TestStartReturnsOnceUDPIsServed: a request Tandem sends right after
+// Start (a recovered call's CANCEL) must find sipgo's connection for the
+// UDP socket; before Start waited for it, sipgo sometimes had not added
+// the socket to its pool yet and tried to bind the address a second time.
+func TestStartReturnsOnceUDPIsServed(t *testing.T) {
+	for i := range 20 {
+		g, _ := newTestGateway(t)
+		if err := g.Start(); err != nil {
+			t.Fatal(err)
+		}
+		addr := strings.TrimPrefix(g.Addrs()[0], "udp:")
+		if g.ua.TransportLayer().Pool("udp").Get(addr) == nil {
+			t.Fatalf("start %d: udp:%s not in sipgo's pool when Start returned", i, addr)
+		}
+		_ = g.Shutdown(context.Background())
+	}
+}
