@@ -14,6 +14,7 @@ import (
 
 	"github.com/tandemswitch/tandem/actors/call"
 	"github.com/tandemswitch/tandem/gateway/digest"
+	"github.com/tandemswitch/tandem/internal/siphdr"
 )
 
 // Calls: the gateway's half of the B2BUA. It authenticates and routes an
@@ -291,7 +292,7 @@ func (g *Gateway) handleInvite(req *sip.Request, tx responder) {
 		g.respond(tx, req, bad.code, bad.reason, bad.headers)
 		return
 	}
-	if v := req.GetHeader("Session-Expires"); v != nil {
+	if v := siphdr.First(req, "Session-Expires"); v != nil {
 		n, err := strconv.ParseUint(strings.TrimSpace(strings.Split(v.Value(), ";")[0]), 10, 32)
 		if err != nil {
 			g.respond(tx, req, 400, "Bad Session-Expires", nil)
@@ -307,7 +308,7 @@ func (g *Gateway) handleInvite(req *sip.Request, tx responder) {
 		return
 	}
 	var authz string
-	if h := req.GetHeader("Proxy-Authorization"); h != nil {
+	if h := siphdr.First(req, "Proxy-Authorization"); h != nil {
 		authz = h.Value()
 	}
 	res := g.opts.Auth.Verify(authz, string(req.Method), txKey(req), func(u string) bool { return g.uriMatches(u, &req.Recipient) })
@@ -373,7 +374,7 @@ func (g *Gateway) handleInvite(req *sip.Request, tx responder) {
 // (a top-to-bottom look for our own Via: B2BUA-PITFALLS 9).
 func (g *Gateway) isLoop(req *sip.Request) bool {
 	local := g.Local()
-	for _, h := range req.GetHeaders("Via") {
+	for _, h := range siphdr.All(req, "Via") {
 		v, ok := h.(*sip.ViaHeader)
 		if ok && v.Host == local.Host && v.Port == local.Port {
 			return true

@@ -35,6 +35,7 @@ import (
 	"github.com/tandemswitch/tandem/gateway/digest"
 	"github.com/tandemswitch/tandem/internal/clock"
 	"github.com/tandemswitch/tandem/internal/config"
+	"github.com/tandemswitch/tandem/internal/siphdr"
 	"github.com/tandemswitch/tandem/internal/sipmethod"
 )
 
@@ -422,7 +423,7 @@ func (g *Gateway) validate(req *sip.Request, size int) *sipError {
 	// the UAS of Proxy-Require too.
 	for _, name := range []string{"Require", "Proxy-Require"} {
 		var unsupported []string
-		for _, h := range req.GetHeaders(name) {
+		for _, h := range siphdr.All(req, name) {
 			for _, tag := range optionTags(h.Value()) {
 				if !supportsExtension(req.Method, tag) {
 					unsupported = append(unsupported, tag)

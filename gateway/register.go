@@ -10,6 +10,7 @@ import (
 
 	"github.com/tandemswitch/tandem/actors/registrar"
 	"github.com/tandemswitch/tandem/gateway/digest"
+	"github.com/tandemswitch/tandem/internal/siphdr"
 )
 
 // handleRegister authenticates a REGISTER and hands it to the AOR's actor
@@ -33,7 +34,7 @@ func (g *Gateway) handleRegister(req *sip.Request, tx responder) {
 
 	// Steps 3-5: authenticate, then authorize the AOR.
 	var authz string
-	if h := req.GetHeader("Authorization"); h != nil {
+	if h := siphdr.First(req, "Authorization"); h != nil {
 		authz = h.Value()
 	}
 	res := g.opts.Auth.Verify(authz, string(req.Method), txKey(req), func(u string) bool { return g.uriMatches(u, &req.Recipient) })
@@ -85,17 +86,17 @@ func (g *Gateway) registerCommand(req *sip.Request) (*registrar.Register, string
 		Expires: -1,
 		Source:  source(req),
 	}
-	if ua := req.GetHeader("User-Agent"); ua != nil {
+	if ua := siphdr.First(req, "User-Agent"); ua != nil {
 		cmd.UserAgent = ua.Value()
 	}
-	if h := req.GetHeader("Expires"); h != nil {
+	if h := siphdr.First(req, "Expires"); h != nil {
 		n, err := parseExpires(h.Value())
 		if err != nil {
 			return nil, "Bad Expires"
 		}
 		cmd.Expires = n
 	}
-	for _, h := range req.GetHeaders("Contact") {
+	for _, h := range siphdr.All(req, "Contact") {
 		c, ok := h.(*sip.ContactHeader)
 		if !ok {
 			return nil, "Bad Contact"

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tandemswitch/tandem/events"
 	"github.com/tandemswitch/tandem/events/eventpb"
+	"github.com/tandemswitch/tandem/internal/siphdr"
 )
 
 func (a *callActor) onInvite(ctx actor.Context, m *Invite) {
@@ -45,13 +46,13 @@ func (a *callActor) onInvite(ctx actor.Context, m *Invite) {
 		Cseq: m.Req.CSeq().SeqNo, LocalTag: ALegTag(a.id),
 		Source: strings.ToLower(m.Req.Transport()) + ":" + m.Req.Source(),
 	}
-	for _, h := range m.Req.GetHeaders("Via") {
+	for _, h := range siphdr.All(m.Req, "Via") {
 		aleg.Via = append(aleg.Via, h.Value())
 	}
 	if c := m.Req.Contact(); c != nil {
 		aleg.Contact = c.Address.String()
 	}
-	for _, h := range m.Req.GetHeaders("Record-Route") {
+	for _, h := range siphdr.All(m.Req, "Record-Route") {
 		aleg.RecordRoute = append(aleg.RecordRoute, h.Value())
 	}
 	if v := m.Req.Via(); v != nil {
@@ -279,7 +280,7 @@ func (a *callActor) legProvisional(l *Leg, res *sip.Response) {
 			RemoteTag: tag, Sdp: body, ContentType: contentType(res)}
 		if c := res.Contact(); c != nil {
 			ev.Contact = c.Address.String()
-			rr := res.GetHeaders("Record-Route")
+			rr := siphdr.All(res, "Record-Route")
 			for i := len(rr) - 1; i >= 0; i-- {
 				ev.RouteSet = append(ev.RouteSet, rr[i].Value())
 			}
@@ -311,7 +312,7 @@ func (a *callActor) callerSupports100rel() bool {
 
 // hasOption tells whether a header (Supported, Require) lists opt.
 func hasOption(m headered, name, opt string) bool {
-	for _, h := range m.GetHeaders(name) {
+	for _, h := range siphdr.All(m, name) {
 		for _, p := range strings.Split(h.Value(), ",") {
 			if strings.EqualFold(strings.TrimSpace(p), opt) {
 				return true
@@ -400,7 +401,7 @@ func (a *callActor) legAnswered(ctx actor.Context, l *Leg, res *sip.Response) {
 	if c := res.Contact(); c != nil {
 		ans.Contact = c.Address.String()
 	}
-	rr := res.GetHeaders("Record-Route")
+	rr := siphdr.All(res, "Record-Route")
 	for i := len(rr) - 1; i >= 0; i-- {
 		ans.RouteSet = append(ans.RouteSet, rr[i].Value())
 	}
@@ -561,7 +562,7 @@ func (a *callActor) ackLeg(l *Leg, res *sip.Response, body []byte, ctype string)
 	}
 	m := newMsg("ACK", target)
 	m.h("Via", a.cfg.Transport.Local().via("z9hG4bK"+a.cfg.NewBranch()))
-	rr := res.GetHeaders("Record-Route")
+	rr := siphdr.All(res, "Record-Route")
 	for i := len(rr) - 1; i >= 0; i-- {
 		m.h("Route", rr[i].Value())
 	}
@@ -587,7 +588,7 @@ func (a *callActor) ackAndBye(l *Leg, res *sip.Response) {
 		target = c.Address.String()
 	}
 	var route []string
-	rr := res.GetHeaders("Record-Route")
+	rr := siphdr.All(res, "Record-Route")
 	for i := len(rr) - 1; i >= 0; i-- {
 		route = append(route, rr[i].Value())
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/tandemswitch/tandem/internal/siphdr"
 )
 
 // responseToA builds a response to the caller's INVITE (from the live
@@ -143,10 +145,10 @@ func fromTag(res *sip.Response) string {
 // the other leg (Session-Expires, Require: timer, Supported, ...).
 func copyAllowedResponse(out, in *sip.Response) {
 	for _, name := range []string{"Supported", "Accept", "Session-Expires", "Min-SE", "Content-Disposition", "Allow-Events"} {
-		if out.GetHeader(name) != nil {
+		if siphdr.First(out, name) != nil {
 			continue
 		}
-		for _, h := range in.GetHeaders(name) {
+		for _, h := range siphdr.All(in, name) {
 			v := h.Value()
 			if strings.EqualFold(name, "Supported") {
 				v = dropOption(v, "100rel")
@@ -157,7 +159,7 @@ func copyAllowedResponse(out, in *sip.Response) {
 			out.AppendHeader(sip.NewHeader(name, v))
 		}
 	}
-	if req := in.GetHeader("Require"); req != nil && strings.Contains(strings.ToLower(req.Value()), "timer") && out.GetHeader("Require") == nil {
+	if req := siphdr.First(in, "Require"); req != nil && strings.Contains(strings.ToLower(req.Value()), "timer") && siphdr.First(out, "Require") == nil {
 		out.AppendHeader(sip.NewHeader("Require", "timer"))
 	}
 }

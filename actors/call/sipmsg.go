@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/tandemswitch/tandem/internal/siphdr"
 )
 
 // Identities. A call's id is derived from the caller's INVITE (Call-ID,
@@ -146,8 +148,7 @@ func newMsg(method, ruri string) *msg {
 
 // headered is what requests and responses share.
 type headered interface {
-	GetHeader(name string) sip.Header
-	GetHeaders(name string) []sip.Header
+	Headers() []sip.Header // looked up through siphdr
 	ContentType() *sip.ContentTypeHeader
 	Body() []byte
 }
@@ -170,7 +171,7 @@ func copyAllowed(m *msg, src headered, skip ...string) { copyHeaders(m, src, fal
 func copyHeaders(m *msg, src headered, rel bool, skip ...string) {
 	if rel {
 		var required []string
-		for _, h := range src.GetHeaders("Require") {
+		for _, h := range siphdr.All(src, "Require") {
 			for _, t := range strings.Split(h.Value(), ",") {
 				if t = strings.TrimSpace(t); strings.EqualFold(t, "100rel") || strings.EqualFold(t, "timer") {
 					required = append(required, t)
@@ -185,7 +186,7 @@ func copyHeaders(m *msg, src headered, rel bool, skip ...string) {
 		if contains(skip, name) {
 			continue
 		}
-		for _, h := range src.GetHeaders(name) {
+		for _, h := range siphdr.All(src, name) {
 			v := h.Value()
 			if strings.EqualFold(name, "Supported") && !rel {
 				v = dropOption(v, "100rel")
@@ -241,7 +242,7 @@ func sdpDirection(body []byte) string {
 
 // headerValue returns the value of the first header called name, or "".
 func headerValue(m headered, name string) string {
-	if h := m.GetHeader(name); h != nil {
+	if h := siphdr.First(m, name); h != nil {
 		return h.Value()
 	}
 	return ""
