@@ -1,10 +1,14 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -71,7 +75,7 @@ func (g *Gateway) handleRegister(req *sip.Request, tx responder) {
 	for _, b := range result.Bindings {
 		headers = append(headers, [2]string{"Contact", formatContact(b, result)})
 	}
-	headers = append(headers, [2]string{"Date", result.Now.UTC().Format(http.TimeFormat)})
+	headers = append(headers, [2]string{"Date", httpDate(result.Now)})
 	g.respond(tx, req, 200, "OK", headers)
 }
 
@@ -113,7 +117,7 @@ func (g *Gateway) registerCommand(req *sip.Request) (*registrar.Register, string
 			return nil, "Bad Contact (" + err.Error() + ")"
 		}
 		cmd.Contacts = append(cmd.Contacts, registrar.ContactSpec{
-			URI: c.Address.String(), Expires: expires, QMilli: q, Params: params,
+			URI: uriString(&c.Address), Expires: expires, QMilli: q, Params: params,
 		})
 	}
 	if cmd.Wildcard && (len(cmd.Contacts) > 0 || cmd.Expires != 0) {
@@ -125,15 +129,64 @@ func (g *Gateway) registerCommand(req *sip.Request) (*registrar.Register, string
 // formatContact renders a binding for the 200 OK with its remaining expiry.
 func formatContact(b registrar.Binding, r *registrar.Result) string {
 	remaining := int64((b.ExpiresAt.Sub(r.Now) + 999_999_999) / 1_000_000_000) // round up
-	var sb strings.Builder
-	sb.WriteString("<" + b.Contact + ">;expires=" + strconv.FormatInt(remaining, 10))
+	var buf [256]byte                                                          // one allocation, the result, for usual sizes
+	s := append(buf[:0], '<')
+	s = append(s, b.Contact...)
+	s = append(s, ">;expires="...)
+	s = strconv.AppendInt(s, remaining, 10)
 	if b.QMilli >= 0 {
-		sb.WriteString(";q=" + formatQ(b.QMilli))
+		s = append(s, ";q="...)
+		s = append(s, formatQ(b.QMilli)...)
 	}
 	if b.Params != "" {
-		sb.WriteString(";" + b.Params)
+		s = append(s, ';')
+		s = append(s, b.Params...)
 	}
-	return sb.String()
+	return string(s)
+}
+
+// httpDate returns t as an HTTP-date (RFC 3261 20.17), formatting it once
+// per second rather than once per 200 OK.
+func httpDate(t time.Time) string {
+	sec := t.Unix()
+	if d := lastDate.Load(); d != nil && d.sec == sec {
+		return d.text
+	}
+	d := &formattedDate{sec: sec, text: t.UTC().Format(http.TimeFormat)}
+	lastDate.Store(d)
+	return d.text
+}
+
+type formattedDate struct {
+	sec  int64
+	text string
+}
+
+var lastDate atomic.Pointer[formattedDate]
+
+// uriBufs holds buffers for rendering URIs: sipgo's Uri.String grows a
+// strings.Builder several times per URI.
+var uriBufs = sync.Pool{New: func() any { b := new(bytes.Buffer); b.Grow(128); return b }}
+
+// uriString renders u as sipgo does, in one allocation for the result
+// (and whatever sipgo's parameter rendering takes).
+func uriString(u *sip.Uri) string {
+	b := uriBufs.Get().(*bytes.Buffer)
+	b.Reset()
+	u.StringWrite(b)
+	s := b.String()
+	uriBufs.Put(b)
+	return s
+}
+
+// uriIs tells whether u renders as text, without allocating a string.
+func uriIs(u *sip.Uri, text string) bool {
+	b := uriBufs.Get().(*bytes.Buffer)
+	b.Reset()
+	u.StringWrite(b)
+	eq := string(b.Bytes()) == text
+	uriBufs.Put(b)
+	return eq
 }
 
 // challenge answers 401 with one WWW-Authenticate per offered algorithm.
@@ -158,7 +211,7 @@ func (g *Gateway) challenges(name string, stale bool) [][2]string {
 // puts the server's address there, not the Request-URI. Replays to another
 // request are still stopped by the nonce-count guard.
 func (g *Gateway) uriMatches(digestURI string, reqURI *sip.Uri) bool {
-	if digestURI == reqURI.String() {
+	if uriIs(reqURI, digestURI) {
 		return true
 	}
 	var u sip.Uri
