@@ -233,7 +233,8 @@ type regActor struct {
 	state   State
 	loadErr error
 	timer   clock.Timer
-	retired bool // fenced, failed or passivated: answers errRetired
+	armedAt time.Time // when timer fires
+	retired bool      // fenced, failed or passivated: answers errRetired
 }
 
 func (a *regActor) Receive(ctx actor.Context) {
@@ -269,9 +270,7 @@ func (a *regActor) Receive(ctx actor.Context) {
 			a.retire(ctx)
 		}
 	case *actor.Stopping:
-		if a.timer != nil {
-			a.timer.Stop()
-		}
+		a.disarm()
 	}
 }
 
@@ -279,10 +278,7 @@ func (a *regActor) Receive(ctx actor.Context) {
 // messages are answered errRetired, then it stops.
 func (a *regActor) retire(ctx actor.Context) {
 	a.retired = true
-	if a.timer != nil {
-		a.timer.Stop()
-		a.timer = nil
-	}
+	a.disarm()
 	a.r.retire(a.aor, ctx.Self())
 }
 
@@ -332,8 +328,15 @@ func (a *regActor) handleExpire(ctx actor.Context) {
 	if a.loadErr != nil {
 		return
 	}
+	// The timer has fired (or an older one, stopped too late, has): arm
+	// afresh below for whatever is due next.
+	a.disarm()
 	now := a.r.cfg.Clock.Now()
 	evs := DecideExpire(&a.state, now)
+	if len(evs) == 0 {
+		a.arm(ctx) // fired early: a refresh moved the expiry on
+		return
+	}
 	if err := a.persist(ctx, evs, now, &eventpb.Cause{Method: "timer"}); err != nil {
 		a.r.cfg.Logger.Warn("binding expiry not persisted; retrying", "aor", a.aor, "err", err)
 		// persist retired this activation; the next one re-reads the
@@ -378,20 +381,36 @@ func (a *regActor) persist(ctx actor.Context, evs []proto.Message, now time.Time
 	return nil
 }
 
-// arm (re)sets the single expiry timer to the earliest binding expiry.
+// arm makes sure the expiry timer fires no later than the earliest
+// binding expiry. A timer already due at or before that is left alone, and
+// re-arms when it fires (handleExpire): a refresh moves the expiry later
+// on nearly every REGISTER, and stopping and starting a timer for each
+// showed in profiles under REGISTER load (with refreshes every few
+// minutes, an hour-long binding costs one early wake-up an hour, not one
+// timer per refresh).
 func (a *regActor) arm(ctx actor.Context) {
-	if a.timer != nil {
-		a.timer.Stop()
-		a.timer = nil
-	}
 	next, ok := a.state.NextExpiry()
 	if !ok {
+		a.disarm()
 		return
 	}
+	if a.timer != nil && !a.armedAt.After(next) {
+		return
+	}
+	a.disarm()
 	d := next.Sub(a.r.cfg.Clock.Now())
 	if d < 0 {
 		d = 0
 	}
 	self := ctx.Self()
+	a.armedAt = next
 	a.timer = a.r.cfg.Clock.AfterFunc(d, func() { a.r.system.Root.Send(self, &expireMsg{}) })
+}
+
+// disarm stops the expiry timer, if any.
+func (a *regActor) disarm() {
+	if a.timer != nil {
+		a.timer.Stop()
+		a.timer = nil
+	}
 }

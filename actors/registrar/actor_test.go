@@ -204,3 +204,41 @@ func TestActorRequestTimeout(t *testing.T) {
 		}
 	}
 }
+
+// TestActorExpiryAfterRefresh: a contact expiring sooner than the armed
+// timer re-arms it earlier; a refresh then moves that expiry on while the
+// timer stays armed for the old one; the early firing expires nothing and
+// re-arms, and the binding expires at its new time.
+func TestActorExpiryAfterRefresh(t *testing.T) {
+	st := memstore.New()
+	clk := clock.NewFake(t0)
+	r := newRegistry(t, st, clk)
+	register := func(cseq uint32, expires int64, uri string) {
+		t.Helper()
+		if _, err := r.Register(context.Background(), reg("c1", cseq, expires, contact(uri, -1)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	settled := func(want int) {
+		t.Helper()
+		time.Sleep(50 * time.Millisecond) // a timer that fired would have written by now
+		if got := streamTypes(t, st, aor); len(got) != want {
+			t.Fatalf("at %v: %v, want %d events", clk.Now().Sub(t0), got, want)
+		}
+	}
+	register(1, 3600, "sip:alice@10.0.0.1") // timer for t0+3600
+	clk.Advance(10 * time.Second)
+	register(2, 60, "sip:alice@10.0.0.2") // t0+70: sooner, timer re-armed
+	clk.Advance(30 * time.Second)
+	register(3, 60, "sip:alice@10.0.0.2") // t0+100; the timer stays at t0+70
+	clk.Advance(30 * time.Second)         // t0+70: early firing
+	settled(3)
+	clk.Advance(29 * time.Second) // t0+99
+	settled(3)
+	clk.Advance(time.Second) // t0+100
+	waitFor(t, "the refreshed contact to expire", func() bool { return len(streamTypes(t, st, aor)) == 4 })
+	got := streamTypes(t, st, aor)
+	if got[2] != "tandem.events.v1.BindingRefreshed" || got[3] != "tandem.events.v1.BindingExpired" {
+		t.Fatalf("stream types %v", got)
+	}
+}
