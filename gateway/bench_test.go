@@ -11,12 +11,6 @@ import (
 	icdigest "github.com/icholy/digest"
 )
 
-// captureResponder keeps the last response instead of sending it.
-type captureResponder struct{ res *sip.Response }
-
-func (c *captureResponder) Respond(res *sip.Response) error { c.res = res; return nil }
-func (c *captureResponder) Terminate()                      {}
-
 // BenchmarkRegister measures one authenticated registration through the
 // gateway's UDP fast path in process, as the server does it for two
 // datagrams: parse the REGISTER without credentials and answer the 401

@@ -129,7 +129,8 @@ func (g *Gateway) registerCommand(req *sip.Request) (*registrar.Register, string
 // formatContact renders a binding for the 200 OK with its remaining expiry.
 func formatContact(b registrar.Binding, r *registrar.Result) string {
 	remaining := int64((b.ExpiresAt.Sub(r.Now) + 999_999_999) / 1_000_000_000) // round up
-	var buf [256]byte                                                          // one allocation, the result, for usual sizes
+	// One allocation, the result, for usual sizes.
+	var buf [256]byte
 	s := append(buf[:0], '<')
 	s = append(s, b.Contact...)
 	s = append(s, ">;expires="...)
