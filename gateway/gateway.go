@@ -15,6 +15,8 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -237,6 +239,7 @@ func (g *Gateway) Start() error {
 		for deadline := time.Now().Add(5 * time.Second); pool.Get(addr) == nil; time.Sleep(time.Millisecond) {
 			if time.Now().After(deadline) {
 				g.closeLocked()
+				close(g.closed) // the workers and writers started above stop
 				return fmt.Errorf("gateway: udp:%s was not being served after 5s", addr)
 			}
 		}
@@ -549,11 +552,9 @@ func appendToTag(b []byte, req *sip.Request) []byte {
 		t, _ := f.Params.Get("tag")
 		h = fnvAdd(h, t)
 	}
-	const hex = "0123456789abcdef"
-	for shift := 60; shift >= 0; shift -= 4 {
-		b = append(b, hex[(h>>shift)&0xf])
-	}
-	return b
+	var sum [8]byte
+	binary.BigEndian.PutUint64(sum[:], h)
+	return hex.AppendEncode(b, sum[:])
 }
 
 const (

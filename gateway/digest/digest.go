@@ -334,7 +334,9 @@ func appendResponse(dst []byte, alg, ha1, nonce string, nc uint32, cnonce, qop, 
 	b = append(b, nonce...)
 	b = append(b, ':')
 	if qop != "" {
-		b = appendHex32(b, nc)
+		var n [4]byte // nc: eight lower-case hex digits
+		binary.BigEndian.PutUint32(n[:], nc)
+		b = hex.AppendEncode(b, n[:])
 		b = append(b, ':')
 		b = append(b, cnonce...)
 		b = append(b, ':')
@@ -354,15 +356,6 @@ func appendHash(dst []byte, alg string, data []byte) []byte {
 	}
 	sum := md5.Sum(data)
 	return hex.AppendEncode(dst, sum[:])
-}
-
-// appendHex32 appends v as eight lower-case hex digits (the nc of RFC 7616).
-func appendHex32(b []byte, v uint32) []byte {
-	const digits = "0123456789abcdef"
-	for shift := 28; shift >= 0; shift -= 4 {
-		b = append(b, digits[v>>uint(shift)&0xf])
-	}
-	return b
 }
 
 // equalHexFold tells, in time that depends only on the lengths, whether got
