@@ -83,7 +83,10 @@ type callActor struct {
 	// owed: 2xx answers to an INVITE that carried no offer (delayed offer,
 	// RFC 3261 13.2.1): the far side's ACK must carry the answer, which
 	// comes in the ACK of the side named by the key.
-	owed     map[string]*owedAck
+	owed map[string]*owedAck
+	// acks: the ACKs sent for 2xx answers, by branch (ackBranch), to be
+	// sent again, unchanged, for a retransmitted 2xx.
+	acks     map[string]*sip.Request
 	timers   map[string]clock.Timer
 	timerGen uint64
 	lastMsg  time.Time
@@ -95,7 +98,7 @@ type callActor struct {
 
 func newCallActor(m *Manager, id string) *callActor {
 	return &callActor{m: m, cfg: &m.cfg, id: id, state: NewState(id), retx: map[string]*retx{}, timers: map[string]clock.Timer{},
-		owed: map[string]*owedAck{}}
+		owed: map[string]*owedAck{}, acks: map[string]*sip.Request{}}
 }
 
 // Receive handles one message.

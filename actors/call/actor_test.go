@@ -834,6 +834,51 @@ func TestDelayedOfferAnswerCarriedInAck(t *testing.T) {
 	if string(ack.Body()) != answer || ack.CallID().Value() != BLegTag(id, 1) {
 		t.Fatalf("ACK to B: %s", ack)
 	}
+	// The callee retransmits its 2xx: the same ACK again, answer included.
+	ons[0](respond(binv[0], 200, "OK", "tb", true), nil)
+	waitFor(t, "second ACK to B", func() bool { return len(r.tp.written("ACK")) == 2 })
+	if again := r.tp.written("ACK")[1].(*sip.Request); again.String() != ack.String() {
+		t.Fatalf("ACK for the retransmitted 2xx differs:\n%s\nfirst:\n%s", again, ack)
+	}
+}
+
+// Every 2xx the callee retransmits gets the same ACK (RFC 3261 13.2.2.4):
+// same branch and all, also from an activation after a restart, which
+// hears the 2xx as a stray. A peer takes an ACK with a new branch for a
+// new request (sipp aborted calls on it under load).
+func TestRetransmitted2xxGetsTheSameAck(t *testing.T) {
+	st := memstore.New()
+	clk := clock.NewFake(t0)
+	r := newRig(t, st, clk)
+	inv, atx, id, binv, ons := r.dial(1, "sip:bob@10.2.2.2:5080")
+	ok := respond(binv[0], 200, "OK", "tb", true)
+	ons[0](ok, nil)
+	waitFor(t, "200 to A", func() bool { c := atx.codes(); return len(c) > 0 && c[len(c)-1] == 200 })
+	<-inv.Done
+	waitFor(t, "ACK to B", func() bool { return len(r.tp.written("ACK")) == 1 })
+	first := r.tp.written("ACK")[0].(*sip.Request)
+	branch, _ := first.Via().Params.Get("branch")
+	if branch != "z9hG4bK"+BLegTag(id, 1)+"-ack1" {
+		t.Fatalf("ACK branch %q", branch)
+	}
+	for i := 2; i <= 3; i++ {
+		ons[0](respond(binv[0], 200, "OK", "tb", true), nil)
+		waitFor(t, "another ACK to B", func() bool { return len(r.tp.written("ACK")) == i })
+		if again := r.tp.written("ACK")[i-1].(*sip.Request); again.String() != first.String() {
+			t.Fatalf("ACK %d differs:\n%s\nfirst:\n%s", i, again, first)
+		}
+	}
+	if n := len(r.types(id)); n != 4 {
+		t.Fatalf("retransmitted 2xx wrote events: %v", r.types(id))
+	}
+
+	r.m.Stop()
+	r2 := newRig(t, st.Reopened(), clk)
+	r2.deliver(id, &Stray{Res: respond(binv[0], 200, "OK", "tb", true), Side: "b", Leg: 1})
+	waitFor(t, "ACK after the restart", func() bool { return len(r2.tp.written("ACK")) == 1 })
+	if again := r2.tp.written("ACK")[0].(*sip.Request); again.String() != first.String() {
+		t.Fatalf("ACK after the restart differs:\n%s\nfirst:\n%s", again, first)
+	}
 }
 
 // A call answered just before a crash gets its 2xx retransmission

@@ -322,16 +322,13 @@ func (a *callActor) ackRelayed(res *sip.Response, r *relay) {
 
 // ackRelayedWith ACKs, on side, a 2xx to a re-INVITE Tandem relayed there.
 func (a *callActor) ackRelayedWith(res *sip.Response, side string, body []byte, ctype string) {
-	var req *sip.Request
-	var err error
-	if side == "b" {
-		req, err = a.requestToB("ACK", res.CSeq().SeqNo, body, ctype, nil)
-	} else {
-		req, err = a.requestToA("ACK", res.CSeq().SeqNo, body, ctype, nil)
-	}
-	if err == nil {
-		_ = a.cfg.Transport.Write(req)
-	}
+	cseq := res.CSeq().SeqNo
+	_ = a.sendAck(ackBranch(a.localTag(side), cseq), body, func() (*sip.Request, error) {
+		if side == "b" {
+			return a.requestToB("ACK", cseq, body, ctype, nil)
+		}
+		return a.requestToA("ACK", cseq, body, ctype, nil)
+	})
 }
 
 func (a *callActor) localTag(side string) string {
@@ -353,7 +350,7 @@ func (a *callActor) requestToB(method string, cseq uint32, body []byte, ctype st
 		target = l.Attempt.RequestUri
 	}
 	m := newMsg(method, target)
-	m.h("Via", a.cfg.Transport.Local().via("z9hG4bK"+a.cfg.NewBranch()))
+	m.h("Via", a.cfg.Transport.Local().via(a.branchFor(method, l.Attempt.LocalTag, cseq)))
 	for _, r := range ans.RouteSet {
 		m.h("Route", r)
 	}
@@ -374,6 +371,15 @@ func (a *callActor) requestToB(method string, cseq uint32, body []byte, ctype st
 	return m.request(ctype, body)
 }
 
+// branchFor is the Via branch of a request Tandem sends in a dialog: a
+// fresh one, except for an ACK (ackBranch).
+func (a *callActor) branchFor(method, localTag string, cseq uint32) string {
+	if method == "ACK" {
+		return ackBranch(localTag, cseq)
+	}
+	return "z9hG4bK" + a.cfg.NewBranch()
+}
+
 // requestToA builds an in-dialog request on leg A (Tandem is its UAS: the
 // route set is the INVITE's Record-Route in order, 12.1.1).
 func (a *callActor) requestToA(method string, cseq uint32, body []byte, ctype string, reasons []string, src ...*sip.Request) (*sip.Request, error) {
@@ -386,7 +392,7 @@ func (a *callActor) requestToA(method string, cseq uint32, body []byte, ctype st
 		target = uriOf(al.From)
 	}
 	m := newMsg(method, target)
-	m.h("Via", a.cfg.Transport.Local().via("z9hG4bK"+a.cfg.NewBranch()))
+	m.h("Via", a.cfg.Transport.Local().via(a.branchFor(method, al.LocalTag, cseq)))
 	for _, r := range al.RecordRoute {
 		m.h("Route", r)
 	}

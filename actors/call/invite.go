@@ -556,28 +556,54 @@ func (a *callActor) fail(ctx actor.Context, why string, code uint32, reason stri
 // route set of the answer.
 func (a *callActor) ackLeg(l *Leg, res *sip.Response, body []byte, ctype string) {
 	at := l.Attempt
-	target := at.RequestUri
-	if c := res.Contact(); c != nil {
-		target = c.Address.String()
-	}
-	m := newMsg("ACK", target)
-	m.h("Via", a.cfg.Transport.Local().via("z9hG4bK"+a.cfg.NewBranch()))
-	rr := siphdr.All(res, "Record-Route")
-	for i := len(rr) - 1; i >= 0; i-- {
-		m.h("Route", rr[i].Value())
-	}
-	m.h("Max-Forwards", "70")
-	m.h("From", at.From)
-	m.h("To", res.To().Value())
-	m.h("Call-ID", at.CallId)
-	m.h("CSeq", fmt.Sprintf("%d ACK", res.CSeq().SeqNo))
-	req, err := m.request(ctype, body)
-	if err == nil {
-		err = a.cfg.Transport.Write(req)
-	}
+	branch := ackBranch(at.LocalTag, res.CSeq().SeqNo)
+	err := a.sendAck(branch, body, func() (*sip.Request, error) {
+		target := at.RequestUri
+		if c := res.Contact(); c != nil {
+			target = c.Address.String()
+		}
+		m := newMsg("ACK", target)
+		m.h("Via", a.cfg.Transport.Local().via(branch))
+		rr := siphdr.All(res, "Record-Route")
+		for i := len(rr) - 1; i >= 0; i-- {
+			m.h("Route", rr[i].Value())
+		}
+		m.h("Max-Forwards", "70")
+		m.h("From", at.From)
+		m.h("To", res.To().Value())
+		m.h("Call-ID", at.CallId)
+		m.h("CSeq", fmt.Sprintf("%d ACK", res.CSeq().SeqNo))
+		return m.request(ctype, body)
+	})
 	if err != nil {
 		a.cfg.Logger.Warn("ACK not sent", "call", a.id, "leg", l.N, "err", err)
 	}
+}
+
+// ackBranch is the Via branch of the ACK for the 2xx to the INVITE with
+// CSeq cseq in the dialog where Tandem's tag is localTag. It is derived, not
+// drawn, so that the ACK of a retransmitted 2xx is the same ACK (13.2.2.4;
+// a peer that sees a new branch takes it for a new request, as sipp does
+// and aborts the call), also when an activation after a restart builds it.
+// Tags are unique per call, so the branch is unique too.
+func ackBranch(localTag string, cseq uint32) string {
+	return "z9hG4bK" + localTag + "-ack" + strconv.FormatUint(uint64(cseq), 10)
+}
+
+// sendAck sends the ACK with the given branch: the one already sent when
+// there is one and no new body (a retransmitted 2xx is ACKed again with
+// the same message, answer included), else the one build makes, which is
+// kept for the retransmissions.
+func (a *callActor) sendAck(branch string, body []byte, build func() (*sip.Request, error)) error {
+	if prev := a.acks[branch]; prev != nil && len(body) == 0 {
+		return a.cfg.Transport.Write(prev)
+	}
+	req, err := build()
+	if err != nil {
+		return err
+	}
+	a.acks[branch] = req
+	return a.cfg.Transport.Write(req)
 }
 
 // ackAndBye ACKs a 2xx that must not become a call, then hangs it up.
