@@ -84,6 +84,17 @@ func ProfileStep(url, dir, name string, seconds int) func() {
 			_, _ = io.Copy(f, res.Body)
 			f.Close()
 		}
+		// And what the heap holds at that moment, and who allocated it.
+		heap, err := http.Get(strings.TrimSuffix(url, "profile") + "heap")
+		if err != nil {
+			fmt.Printf("   heap: %v\n", err)
+			return
+		}
+		defer heap.Body.Close()
+		if f, err := os.Create(filepath.Join(dir, name+".heap.pprof")); err == nil {
+			_, _ = io.Copy(f, heap.Body)
+			f.Close()
+		}
 	}()
 	go func() {
 		defer func() { done <- struct{}{} }()

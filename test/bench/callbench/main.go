@@ -83,7 +83,7 @@ func main() {
 	flag.DurationVar(&o.grace, "grace", 6*time.Second, "how long callees may finish open calls once the callers ended (then they are stopped)")
 	flag.DurationVar(&o.recvTimeout, "recv-timeout", 5*time.Second, "sipp -recv_timeout: a call waiting longer for a message fails")
 	flag.StringVar(&o.tandemBin, "tandem", "", "tandem binary (default bin/tandem under the repository root)")
-	flag.StringVar(&o.profileDir, "cpuprofile", "", "save a CPU profile of Tandem for each step under this directory (step-RATE.pprof), and a goroutine dump from halfway through it (step-RATE.goroutines.txt)")
+	flag.StringVar(&o.profileDir, "cpuprofile", "", "save a CPU profile of Tandem for each step under this directory (step-RATE.pprof), and a goroutine dump and heap profile from halfway through it (step-RATE.goroutines.txt, step-RATE.heap.pprof)")
 	flag.Parse()
 	o.password = "secret"
 	for _, s := range strings.Split(rates, ",") {

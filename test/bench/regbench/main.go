@@ -68,7 +68,7 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, sipp statistics)")
 	flag.DurationVar(&o.pause, "pause", 2*time.Second, "pause between steps")
 	flag.StringVar(&o.tandemBin, "tandem", "", "tandem binary (default bin/tandem under the repository root)")
-	flag.StringVar(&o.profileDir, "cpuprofile", "", "save a CPU profile of Tandem for each step under this directory (step-RATE.pprof), and a goroutine dump from halfway through it (step-RATE.goroutines.txt)")
+	flag.StringVar(&o.profileDir, "cpuprofile", "", "save a CPU profile of Tandem for each step under this directory (step-RATE.pprof), and a goroutine dump and heap profile from halfway through it (step-RATE.goroutines.txt, step-RATE.heap.pprof)")
 	flag.Parse()
 	o.password = "secret"
 	for _, s := range strings.Split(rates, ",") {
