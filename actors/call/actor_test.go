@@ -858,7 +858,7 @@ func TestRetransmitted2xxGetsTheSameAck(t *testing.T) {
 	waitFor(t, "ACK to B", func() bool { return len(r.tp.written("ACK")) == 1 })
 	first := r.tp.written("ACK")[0].(*sip.Request)
 	branch, _ := first.Via().Params.Get("branch")
-	if branch != "z9hG4bK"+BLegTag(id, 1)+"-ack1" {
+	if !strings.HasPrefix(branch, "z9hG4bK"+BLegTag(id, 1)+"-ack1-") {
 		t.Fatalf("ACK branch %q", branch)
 	}
 	for i := 2; i <= 3; i++ {
@@ -878,6 +878,47 @@ func TestRetransmitted2xxGetsTheSameAck(t *testing.T) {
 	waitFor(t, "ACK after the restart", func() bool { return len(r2.tp.written("ACK")) == 1 })
 	if again := r2.tp.written("ACK")[0].(*sip.Request); again.String() != first.String() {
 		t.Fatalf("ACK after the restart differs:\n%s\nfirst:\n%s", again, first)
+	}
+}
+
+// A proxy beyond the B leg forks the INVITE and a second 2xx comes from
+// another dialog (another To tag) after the call is answered: it gets an
+// ACK of its own (its To tag, another branch) and one BYE, however often it
+// is retransmitted; the answered dialog is left alone.
+func TestSecond2xxFromAnotherDialogAckedAndHungUp(t *testing.T) {
+	r := newRig(t, memstore.New(), clock.NewFake(t0))
+	inv, atx, id, binv, ons := r.dial(1, "sip:bob@10.2.2.2:5080")
+	ons[0](respond(binv[0], 200, "OK", "tb", true), nil)
+	waitFor(t, "200 to A", func() bool { c := atx.codes(); return len(c) > 0 && c[len(c)-1] == 200 })
+	<-inv.Done
+	waitFor(t, "ACK to B", func() bool { return len(r.tp.written("ACK")) == 1 })
+	first := r.tp.written("ACK")[0].(*sip.Request)
+	for i := 2; i <= 3; i++ {
+		ons[0](respond(binv[0], 200, "OK", "tc", true), nil)
+		waitFor(t, "ACK for the other dialog", func() bool { return len(r.tp.written("ACK")) == i })
+	}
+	acks := r.tp.written("ACK")
+	other := acks[1].(*sip.Request)
+	if tag, _ := other.To().Params.Get("tag"); tag != "tc" {
+		t.Fatalf("ACK for the other dialog has To tag %q", tag)
+	}
+	b1, _ := first.Via().Params.Get("branch")
+	b2, _ := other.Via().Params.Get("branch")
+	if b1 == b2 {
+		t.Fatalf("both dialogs' ACKs have branch %q", b1)
+	}
+	if acks[2].(*sip.Request).String() != other.String() {
+		t.Fatal("the retransmitted 2xx of the other dialog got another ACK")
+	}
+	byes, _ := r.tp.sent("BYE")
+	if len(byes) != 1 {
+		t.Fatalf("%d BYEs, want one for the other dialog", len(byes))
+	}
+	if tag, _ := byes[0].To().Params.Get("tag"); tag != "tc" {
+		t.Fatalf("BYE to the To tag %q", tag)
+	}
+	if st := r.types(id); st[len(st)-1] != "CallAnswered" {
+		t.Fatalf("events after the second 2xx: %v", st)
 	}
 }
 

@@ -323,7 +323,7 @@ func (a *callActor) ackRelayed(res *sip.Response, r *relay) {
 // ackRelayedWith ACKs, on side, a 2xx to a re-INVITE Tandem relayed there.
 func (a *callActor) ackRelayedWith(res *sip.Response, side string, body []byte, ctype string) {
 	cseq := res.CSeq().SeqNo
-	_ = a.sendAck(ackBranch(a.localTag(side), cseq), body, func() (*sip.Request, error) {
+	_ = a.sendAck(ackBranch(a.localTag(side), toTag(res), cseq), body, func() (*sip.Request, error) {
 		if side == "b" {
 			return a.requestToB("ACK", cseq, body, ctype, nil)
 		}
@@ -350,7 +350,7 @@ func (a *callActor) requestToB(method string, cseq uint32, body []byte, ctype st
 		target = l.Attempt.RequestUri
 	}
 	m := newMsg(method, target)
-	m.h("Via", a.cfg.Transport.Local().via(a.branchFor(method, l.Attempt.LocalTag, cseq)))
+	m.h("Via", a.cfg.Transport.Local().via(a.branchFor(method, l.Attempt.LocalTag, ans.RemoteTag, cseq)))
 	for _, r := range ans.RouteSet {
 		m.h("Route", r)
 	}
@@ -373,11 +373,22 @@ func (a *callActor) requestToB(method string, cseq uint32, body []byte, ctype st
 
 // branchFor is the Via branch of a request Tandem sends in a dialog: a
 // fresh one, except for an ACK (ackBranch).
-func (a *callActor) branchFor(method, localTag string, cseq uint32) string {
+func (a *callActor) branchFor(method, localTag, remoteTag string, cseq uint32) string {
 	if method == "ACK" {
-		return ackBranch(localTag, cseq)
+		return ackBranch(localTag, remoteTag, cseq)
 	}
 	return "z9hG4bK" + a.cfg.NewBranch()
+}
+
+// callerTag is the caller's tag on leg A (the From of its INVITE).
+func callerTag(al *eventpb.ALeg) string {
+	var uri sip.Uri
+	params := sip.HeaderParams{}
+	if _, err := sip.ParseAddressValue(al.GetFrom(), &uri, &params); err != nil {
+		return ""
+	}
+	tag, _ := params.Get("tag")
+	return tag
 }
 
 // requestToA builds an in-dialog request on leg A (Tandem is its UAS: the
@@ -392,7 +403,7 @@ func (a *callActor) requestToA(method string, cseq uint32, body []byte, ctype st
 		target = uriOf(al.From)
 	}
 	m := newMsg(method, target)
-	m.h("Via", a.cfg.Transport.Local().via(a.branchFor(method, al.LocalTag, cseq)))
+	m.h("Via", a.cfg.Transport.Local().via(a.branchFor(method, al.LocalTag, callerTag(al), cseq)))
 	for _, r := range al.RecordRoute {
 		m.h("Route", r)
 	}

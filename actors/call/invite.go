@@ -7,6 +7,7 @@ package call
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strconv"
 	"strings"
 
@@ -375,6 +376,16 @@ func (a *callActor) onPrack(m *InDialog) {
 func (a *callActor) legAnswered(ctx actor.Context, l *Leg, res *sip.Response) {
 	st := a.state
 	if st.Phase == PhaseAnswered && st.Winner == l.N {
+		if tag := toTag(res); tag != l.Answered.GetRemoteTag() {
+			// A 2xx from another dialog: a proxy beyond the leg forked
+			// the INVITE. ACK it, and hang it up once (B2BUA-PITFALLS 5).
+			if a.acks[ackBranch(l.Attempt.LocalTag, tag, res.CSeq().SeqNo)] != nil {
+				a.ackLeg(l, res, nil, "")
+			} else {
+				a.ackAndBye(l, res)
+			}
+			return
+		}
 		if a.owed["a"] == nil || a.owed["a"].leg == nil {
 			a.ackLeg(l, res, nil, "") // a retransmitted 2xx: ACK it again (13.2.2.4)
 		}
@@ -556,7 +567,7 @@ func (a *callActor) fail(ctx actor.Context, why string, code uint32, reason stri
 // route set of the answer.
 func (a *callActor) ackLeg(l *Leg, res *sip.Response, body []byte, ctype string) {
 	at := l.Attempt
-	branch := ackBranch(at.LocalTag, res.CSeq().SeqNo)
+	branch := ackBranch(at.LocalTag, toTag(res), res.CSeq().SeqNo)
 	err := a.sendAck(branch, body, func() (*sip.Request, error) {
 		target := at.RequestUri
 		if c := res.Contact(); c != nil {
@@ -581,13 +592,17 @@ func (a *callActor) ackLeg(l *Leg, res *sip.Response, body []byte, ctype string)
 }
 
 // ackBranch is the Via branch of the ACK for the 2xx to the INVITE with
-// CSeq cseq in the dialog where Tandem's tag is localTag. It is derived, not
-// drawn, so that the ACK of a retransmitted 2xx is the same ACK (13.2.2.4;
-// a peer that sees a new branch takes it for a new request, as sipp does
-// and aborts the call), also when an activation after a restart builds it.
-// Tags are unique per call, so the branch is unique too.
-func ackBranch(localTag string, cseq uint32) string {
-	return "z9hG4bK" + localTag + "-ack" + strconv.FormatUint(uint64(cseq), 10)
+// CSeq cseq in the dialog of Tandem's localTag and the peer's remoteTag.
+// It is derived, not drawn, so that the ACK of a retransmitted 2xx is the
+// same ACK (13.2.2.4; a peer that sees a new branch takes it for a new
+// request, as sipp does and aborts the call), also when an activation
+// after a restart builds it. Tandem's tags are unique per call; the remote
+// tag (hashed: it is the peer's text) tells apart the dialogs one INVITE
+// can make when a proxy beyond the leg forks it. It also keys acks.
+func ackBranch(localTag, remoteTag string, cseq uint32) string {
+	h := fnv.New32a()
+	h.Write([]byte(remoteTag))
+	return "z9hG4bK" + localTag + "-ack" + strconv.FormatUint(uint64(cseq), 10) + "-" + strconv.FormatUint(uint64(h.Sum32()), 36)
 }
 
 // sendAck sends the ACK with the given branch: the one already sent when
