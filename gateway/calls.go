@@ -354,9 +354,10 @@ func (g *Gateway) handleInvite(req *sip.Request, tx responder) {
 	ftag, _ := from.Params.Get("tag")
 	id := call.IDFor(callID(req), ftag, req.CSeq().SeqNo)
 	if st, ok := tx.(*sip.ServerTx); ok {
-		// A CANCEL the fast path did not take (TCP, or every worker busy)
-		// is answered by sipgo itself (200, 487); the call still has to
-		// learn of it.
+		// The UDP fast path and the TCP framer (tcpcancel.go) take every
+		// CANCEL before sipgo's transaction layer, which would answer it
+		// itself (200, 487). Should one reach sipgo all the same (a
+		// transport neither covers), the call still has to learn of it.
 		st.OnCancel(func(c *sip.Request) { _ = g.calls.Deliver(id, &call.Cancel{Req: c}) })
 	}
 	trying := sip.NewResponseFromRequest(req, 100, "Trying", nil)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/emiago/sipgo/sip"
@@ -24,8 +25,8 @@ import (
 // fast path too (classify says why each is safe there); ACKs and responses
 // reach sipgo's transactions directly, through txIndex.
 // Everything else (an INVITE with credentials or in a dialog, other
-// in-dialog requests, TCP, anything the fast path cannot parse) goes
-// through sipgo's transaction layer.
+// in-dialog requests, TCP but for its CANCELs (tcpcancel.go), anything the
+// fast path cannot parse) goes through sipgo's transaction layer.
 
 // fastWorkers serve the fast path; handlers block on actors (an fsync), so
 // there are far more than cores. With the CPU full, at 14,000 REGISTER/s,
@@ -204,7 +205,9 @@ func classify(data []byte) (fast, short bool) {
 	return false, short
 }
 
-// readFilter is sipgo's TransportReadFilter: called serially per socket, in
+// readFilter is sipgo's TransportReadFilter. A TCP connection's chunks go
+// to the CANCEL framer (tcpcancel.go). For UDP it is called serially per
+// socket, in
 // its read loop, which is the one serial step of the UDP path; so it only
 // looks at the request line (and an INVITE's header names) and hands the
 // datagram over, and the workers parse in parallel. It blocks only while
@@ -212,6 +215,15 @@ func classify(data []byte) (fast, short bool) {
 // stop the read loop).
 func (g *Gateway) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error) {
 	if p.LocalAddr == nil || p.RemoteAddr == nil {
+		return data, nil
+	}
+	if isTCP(p) {
+		return g.tcp.filter(p.LocalAddr, p.RemoteAddr, data)
+	}
+	if !strings.EqualFold(p.Transport, "udp") {
+		// Not a datagram (a transport we do not listen on today): its
+		// connections can have the very local address of a UDP socket of
+		// ours, whose writer must not answer them.
 		return data, nil
 	}
 	fast, short := classify(data)

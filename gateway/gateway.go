@@ -93,6 +93,7 @@ type Gateway struct {
 	domain string          // Options.Domain in lower case, for AORs
 	allow  string
 	closed chan struct{}
+	tcp    tcpCancels // CANCELs taken out of TCP streams (tcpcancel.go)
 	fast   fastPath
 	txs    txIndex // sipgo's transactions, for the fast path
 	local  atomic.Pointer[boundLocal]
@@ -140,6 +141,7 @@ func New(opts Options) (*Gateway, error) {
 	}
 	g := &Gateway{opts: opts, ours: map[string]bool{}, domain: strings.ToLower(opts.Domain), allow: strings.Join(allowed, ", "), closed: make(chan struct{}),
 		workers: dispatch.New(handlerWorkers, 0)}
+	g.tcp = tcpCancels{partial: map[string]*tcpPartial{}, maxBytes: max(2*opts.MaxMessageBytes, 64<<10), take: g.takeTCPCancel}
 	g.fast = fastPath{parser: sip.NewParser(), jobs: make(chan udpJob, fastQueue), conns: map[string]*udpWriter{}, byAddr: map[*net.UDPAddr]*udpWriter{}}
 	g.ours[strings.ToLower(opts.Domain)] = true
 	for _, a := range opts.Aliases {

@@ -20,7 +20,7 @@ import (
 // callUsers: user0001.. are callers, the callees are named per test.
 func callUsers() []peers.Cred {
 	users := peers.Users(100, "secret")
-	for _, n := range []string{"bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "kate", "load", "mallory"} {
+	for _, n := range []string{"bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "kate", "load", "mallory", "oscar"} {
 		users = append(users, peers.Cred{User: n, Password: "secret"})
 	}
 	return users
@@ -114,6 +114,15 @@ func TestCalls(t *testing.T) {
 		h := h.sub(t)
 		h.call(h.caller("frank", "call_uac_cancel.xml"), h.callee("frank", "call_uas_ring.xml", 1))
 	})
+	t.Run("CANCEL before answer, the caller over TCP", func(t *testing.T) {
+		// One TCP connection (sipp -t t1) to the address UDP is served on
+		// too: the 407, the 180, the CANCEL's 200 and the 487 all come
+		// back on it, and the call, not sipgo, answers the CANCEL.
+		h := h.sub(t)
+		uac := h.caller("oscar", "call_uac_cancel.xml")
+		uac.Transport = "t1"
+		h.call(uac, h.callee("oscar", "call_uas_ring.xml", 1))
+	})
 	t.Run("unregistered callee", func(t *testing.T) {
 		h := h.sub(t)
 		h.call(h.caller("mallory", "call_uac_unregistered.xml"))
@@ -157,7 +166,7 @@ func TestCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"tandem_calls_answered_total 7", `tandem_calls_failed_total{code="486"} 1`,
-		`tandem_calls_failed_total{code="480"} 1`, `tandem_calls_failed_total{code="487"} 1`, "tandem_calls_active 0"} {
+		`tandem_calls_failed_total{code="480"} 1`, `tandem_calls_failed_total{code="487"} 2`, "tandem_calls_active 0"} {
 		if !strings.Contains(m, want+"\n") {
 			t.Errorf("metrics lack %q", want)
 		}

@@ -55,10 +55,11 @@ type CallSipp struct {
 	Callers []Cred // written to Dir/Name.csv as the injection file, cycled through in order
 	Inf     string // an existing injection file instead of Callers
 
-	BuffSize int  // -buff_size (socket buffers), 0: sipp's default
-	TraceMsg bool // -trace_msg into Dir/Name_messages.log
-	Keys     map[string]string
-	Extra    []string
+	Transport string // -t: "" (sipp's default, u1: UDP) or "t1" (one TCP connection)
+	BuffSize  int    // -buff_size (socket buffers), 0: sipp's default
+	TraceMsg  bool   // -trace_msg into Dir/Name_messages.log
+	Keys      map[string]string
+	Extra     []string
 }
 
 // SippRun turns c into a SippRun (and writes the callers' injection file).
@@ -102,7 +103,7 @@ func (c CallSipp) SippRun() (SippRun, error) {
 	r := SippRun{
 		Name: c.Name, Dir: c.Dir, Scenario: path, Remote: c.Server,
 		LocalIP: ip, LocalPort: port, Calls: calls, Rate: c.Rate, Limit: c.Limit,
-		Timeout: timeout, BuffSize: c.BuffSize, Keys: c.Keys, TraceMsg: c.TraceMsg,
+		Timeout: timeout, BuffSize: c.BuffSize, Keys: c.Keys, TraceMsg: c.TraceMsg, Transport: c.Transport,
 		Extra: append([]string{"-d", strconv.FormatInt(hold.Milliseconds(), 10),
 			"-recv_timeout", strconv.FormatInt(recv.Milliseconds(), 10)}, c.Extra...),
 	}
