@@ -151,6 +151,8 @@ type sippOpts struct {
 	rate  int // calls per second (0: 50)
 	limit int // simultaneous calls (0: 50)
 	keys  map[string]string
+	// transport is sipp's -t: "" (UDP) or "t1" (one TCP connection).
+	transport string
 }
 
 // sipp runs a scenario once per credential (one call each) against tandem,
@@ -192,6 +194,7 @@ func (h *harness) sipp(name, scenario string, creds []peers.Cred, o sippOpts) *p
 		Keys:      o.keys,
 		TraceMsg:  true,
 		Extra:     []string{"-recv_timeout", "10000"},
+		Transport: o.transport,
 	})
 	if res != nil {
 		h.runs = append(h.runs, res)

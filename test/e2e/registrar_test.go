@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"crypto/md5"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"testing"
@@ -110,6 +112,39 @@ func TestWrongPasswordIsRefused(t *testing.T) {
 	}
 	if len(regs) != 1 {
 		t.Errorf("the API lists %d bindings, want only user0006's: %s", len(regs), summarize(regs, 10))
+	}
+}
+
+// A user configured by HA1 alone (users: {user, ha1}, no password) registers
+// with its password over UDP and over TCP (one connection to the address
+// UDP is served on too); a wrong password is still refused. Each run has its
+// own contact port, so the user ends up with two bindings, one per transport.
+func TestHA1OnlyUserRegistersOverUDPAndTCP(t *testing.T) {
+	sum := md5.Sum([]byte("bob:" + domain + ":bobs-secret"))
+	h := newHarness(t, nil, func(c *peers.TandemConfig) {
+		c.HA1Users = []peers.HA1User{{User: "bob", HA1: hex.EncodeToString(sum[:])}}
+	})
+	h.start()
+	bob := []peers.Cred{{User: "bob", Password: "bobs-secret"}}
+	for _, transport := range []string{"", "t1"} {
+		res := h.sipp("ha1-"+transport, "register_auth.xml", bob, sippOpts{transport: transport})
+		h.expectCalls(res, 1, 0)
+	}
+	regs := h.waitRegistrations("bob's two bindings", 10*time.Second, func(r []peers.Registration) bool {
+		return len(byAOR(r)[aorOf("bob")]) == 2
+	})
+	t.Logf("bindings: %s", summarize(regs, 3))
+	var tcp bool
+	for _, b := range byAOR(regs)[aorOf("bob")] {
+		tcp = tcp || strings.HasPrefix(b.Source, "tcp:") && strings.Contains(b.Contact, "transport=TCP")
+	}
+	if !tcp {
+		t.Errorf("no binding made over TCP: %s", summarize(regs, 3))
+	}
+	wrong := h.sipp("ha1-wrong", "register_wrong_password.xml", []peers.Cred{{User: "bob", Password: "not-bobs"}}, sippOpts{})
+	h.expectCalls(wrong, 1, 0)
+	if n := len(responses(readMessages(t, wrong.MsgFile), 200)); n != 0 {
+		t.Fatal("a wrong password for an HA1 user got 200")
 	}
 }
 
