@@ -3,6 +3,7 @@ package cdr
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -279,5 +280,49 @@ func TestStartedFieldsMatchesUnmarshal(t *testing.T) {
 		if (err == nil) != (proto.Unmarshal(bad, &want) == nil) {
 			t.Errorf("%x: startedFields err %v, proto.Unmarshal disagrees", bad, err)
 		}
+	}
+}
+
+// The calls in progress are stored and dropped with multi-row statements,
+// in chunks of stateRows: more than two chunks' worth round-trips through
+// load, a second store of the same calls updates them in place, and
+// dropping them all leaves none.
+func TestCallsInProgressStoredAndDroppedInBatches(t *testing.T) {
+	ctx := context.Background()
+	s := openSink(t)
+	n := 2*stateRows + 7
+	opens := map[string]*open{}
+	var ids []string
+	for i := range n {
+		id := fmt.Sprintf("c%04d", i)
+		ids = append(ids, id)
+		opens[id] = &open{Caller: "sip:a@x", Callee: "sip:b@x", StartMS: int64(i), Legs: 1}
+	}
+	if err := s.write(ctx, Name, nil, opens, nil, 10); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range opens {
+		o.AnswerMS = o.StartMS + 1000
+	}
+	if err := s.write(ctx, Name, nil, opens, nil, 20); err != nil {
+		t.Fatal(err)
+	}
+	cp, got, err := s.load(ctx, Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp != 20 || len(got) != n {
+		t.Fatalf("checkpoint %d with %d calls in progress, want 20 and %d", cp, len(got), n)
+	}
+	for id, o := range opens {
+		if g := got[id]; g == nil || *g != *o {
+			t.Fatalf("call %s came back as %+v, want %+v", id, g, o)
+		}
+	}
+	if err := s.write(ctx, Name, nil, nil, ids[1:], 30); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err = s.load(ctx, Name); err != nil || len(got) != 1 || got[ids[0]] == nil {
+		t.Fatalf("after dropping all but %s: %d left (%v)", ids[0], len(got), err)
 	}
 }
