@@ -132,18 +132,26 @@ func hasTagParam(val []byte) bool {
 // headers (without the body and Content-Length) are enough to address it.
 func (g *Gateway) answerShort(j udpJob) {
 	end := bytes.Index(j.data, []byte("\r\n\r\n"))
-	var head bytes.Buffer
-	for i, line := range bytes.Split(j.data[:end], []byte("\r\n")) {
+	g.answerBadLength(j.data[:end], "UDP", j.to, &udpResponder{w: j.conn, to: j.to}, "Content-Length Exceeds the Body")
+}
+
+// answerBadLength answers 400 with reason to the request whose header
+// block is head, a request whose Content-Length cannot be trusted: its
+// Content-Length headers are dropped to parse the rest. A head that does
+// not parse, a response and an ACK get nothing.
+func (g *Gateway) answerBadLength(head []byte, transport string, from net.Addr, tx responder, reason string) {
+	var b bytes.Buffer
+	for i, line := range bytes.Split(head, []byte("\r\n")) {
 		name, _, _ := bytes.Cut(line, []byte(":"))
 		name = bytes.TrimSpace(name)
 		if i > 0 && (bytes.EqualFold(name, []byte("Content-Length")) || bytes.EqualFold(name, []byte("l"))) {
 			continue
 		}
-		head.Write(line)
-		head.WriteString("\r\n")
+		b.Write(line)
+		b.WriteString("\r\n")
 	}
-	head.WriteString("Content-Length: 0\r\n\r\n")
-	msg, err := g.fast.parser.ParseSIP(head.Bytes())
+	b.WriteString("Content-Length: 0\r\n\r\n")
+	msg, err := g.fast.parser.ParseSIP(b.Bytes())
 	if err != nil {
 		return
 	}
@@ -151,9 +159,9 @@ func (g *Gateway) answerShort(j udpJob) {
 	if !ok || req.Via() == nil || req.IsAck() {
 		return
 	}
-	req.SetTransport("UDP")
-	req.SetSource(j.to.String())
-	g.respond(&udpResponder{w: j.conn, to: j.to}, req, 400, "Content-Length Exceeds the Body", nil)
+	req.SetTransport(transport)
+	req.SetSource(from.String())
+	g.respond(tx, req, 400, reason, nil)
 }
 
 // fastPath is the state of the UDP fast path. conns is written by Start

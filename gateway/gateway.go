@@ -141,7 +141,7 @@ func New(opts Options) (*Gateway, error) {
 	}
 	g := &Gateway{opts: opts, ours: map[string]bool{}, domain: strings.ToLower(opts.Domain), allow: strings.Join(allowed, ", "), closed: make(chan struct{}),
 		workers: dispatch.New(handlerWorkers, 0)}
-	g.tcp = tcpCancels{partial: map[string]*tcpPartial{}, maxBytes: max(2*opts.MaxMessageBytes, 64<<10), take: g.takeTCPCancel}
+	g.tcp = tcpCancels{partial: map[string]*tcpPartial{}, maxBytes: max(2*opts.MaxMessageBytes, 64<<10), take: g.takeTCPCancel, unframed: g.rejectUnframed}
 	g.fast = fastPath{parser: sip.NewParser(), jobs: make(chan udpJob, fastQueue), conns: map[string]*udpWriter{}, byAddr: map[*net.UDPAddr]*udpWriter{}}
 	g.ours[strings.ToLower(opts.Domain)] = true
 	for _, a := range opts.Aliases {

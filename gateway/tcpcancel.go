@@ -48,6 +48,9 @@ type tcpCancels struct {
 	swept    time.Time
 	maxBytes int
 	take     func(msg []byte, local, remote net.Addr) // a complete CANCEL
+	// unframed is told the header block of a message whose Content-Length
+	// is missing or bad, before the connection is closed. Optional.
+	unframed func(head []byte, remote net.Addr)
 }
 
 type tcpPartial struct {
@@ -126,6 +129,9 @@ func (t *tcpCancels) split(buf []byte, local, remote net.Addr) (out, rest []byte
 		}
 		h := scanHead(buf[pos : pos+end])
 		if !h.hasLength || h.length < 0 {
+			if t.unframed != nil {
+				t.unframed(buf[pos:pos+end], remote)
+			}
 			return nil, nil, errTCPFraming
 		}
 		msgEnd := pos + end + 4 + h.length
@@ -181,6 +187,16 @@ func (g *Gateway) takeTCPCancel(raw []byte, _, remote net.Addr) {
 	req.SetSource(remote.String())
 	tx := &tcpResponder{tl: g.ua.TransportLayer(), to: remote.String()}
 	g.workers.Schedule(func() { g.serve(req, tx, len(raw)) })
+}
+
+// rejectUnframed answers 400 to a request over TCP whose Content-Length is
+// missing or bad, on its connection, before the read filter's error makes
+// sipgo close it (as Kamailio does unless tcp_accept_no_cl is set): the
+// client learns why. It runs on the connection's read loop, so the answer
+// is written before the close.
+func (g *Gateway) rejectUnframed(head []byte, remote net.Addr) {
+	tx := &tcpResponder{tl: g.ua.TransportLayer(), to: remote.String()}
+	g.answerBadLength(head, "TCP", remote, tx, "Missing or Bad Content-Length")
 }
 
 // tcpResponder answers one request statelessly on the TCP connection from

@@ -366,3 +366,21 @@ func FuzzTCPFraming(f *testing.F) {
 		}
 	})
 }
+
+// A request over TCP without a Content-Length cannot be framed (RFC 3261
+// 18.3): it gets a 400 naming the problem on its connection, which is then
+// closed, as there is no message boundary left to go on from.
+func TestTCPRequestWithoutContentLengthGets400(t *testing.T) {
+	_, addr := startDualGateway(t, nil)
+	c := dialTCP(t, addr)
+	raw := strings.Replace(c.request("OPTIONS", "sip:example.test", "z9hG4bK-nl1", 1), "Content-Length: 0\r\n", "", 1)
+	c.send(t, raw)
+	res := c.next(t, 3*time.Second)
+	if res == nil || res.StatusCode != 400 || res.Reason != "Missing or Bad Content-Length" {
+		t.Fatalf("a request without Content-Length over TCP: %v", res)
+	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if n, err := c.r.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("the connection stayed open (read %d bytes)", n)
+	}
+}
