@@ -215,10 +215,9 @@ func classify(data []byte) (fast, short bool) {
 
 // readFilter is sipgo's TransportReadFilter. A TCP connection's chunks go
 // to the CANCEL framer (tcpcancel.go). For UDP it is called serially per
-// socket, in
-// its read loop, which is the one serial step of the UDP path; so it only
-// looks at the request line (and an INVITE's header names) and hands the
-// datagram over, and the workers parse in parallel. It blocks only while
+// socket, in its read loop, which is the one serial step of the UDP path;
+// so it only looks at the request line (and an INVITE's header names) and
+// hands the datagram over, and the workers parse in parallel. It blocks only while
 // the workers' queue is full, and must never return an error (that would
 // stop the read loop).
 func (g *Gateway) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error) {
