@@ -56,16 +56,21 @@ type tcpCancels struct {
 type tcpPartial struct {
 	data []byte
 	seen time.Time
+	// err: the connection's stream could not be framed after the messages
+	// already passed on; its next read closes it.
+	err error
 }
 
 // filter is the read filter for one chunk of a TCP connection: it returns
 // the complete messages in it that are not CANCELs (with any CRLF keep-alives
 // between them), hands the CANCELs to take, and keeps a trailing partial
 // message for the next chunk. An error closes the connection, as a framing
-// error does in sipgo: there is no message boundary left to resync on.
+// error does in sipgo: there is no message boundary left to resync on. The
+// complete messages read before such an error are served first (sipgo drops
+// what comes with an error), and the error closes the connection at its
+// next read.
 func (t *tcpCancels) filter(local, remote net.Addr, data []byte) ([]byte, error) {
 	key := local.String() + " " + remote.String()
-	now := time.Now()
 	t.mu.Lock()
 	p := t.partial[key]
 	if p != nil {
@@ -74,37 +79,53 @@ func (t *tcpCancels) filter(local, remote net.Addr, data []byte) ([]byte, error)
 	t.mu.Unlock()
 	buf := data
 	if p != nil {
+		if p.err != nil {
+			return nil, p.err
+		}
 		buf = append(p.data, data...)
 	}
 	out, rest, err := t.split(buf, local, remote)
-	if err != nil {
+	switch {
+	case err != nil && len(out) == 0:
 		return nil, err
-	}
-	if len(rest) > 0 {
-		if len(rest) > t.maxBytes {
-			return nil, errTCPTooLarge
+	case err != nil:
+		if err := t.keep(key, &tcpPartial{err: err}); err != nil {
+			return nil, err
 		}
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		if now.Sub(t.swept) > tcpStreamIdle/2 {
-			for k, q := range t.partial {
-				if now.Sub(q.seen) > tcpStreamIdle {
-					delete(t.partial, k)
-				}
-			}
-			t.swept = now
+	case len(rest) > 0:
+		if err := t.keep(key, &tcpPartial{data: append([]byte(nil), rest...)}); err != nil {
+			return nil, err
 		}
-		if len(t.partial) >= tcpStreamLimit {
-			return nil, errTCPTooMany
-		}
-		t.partial[key] = &tcpPartial{data: append([]byte(nil), rest...), seen: now}
 	}
 	return out, nil
 }
 
+// keep holds p for the connection's next read, unless too many are held
+// already; it forgets those idle for tcpStreamIdle.
+func (t *tcpCancels) keep(key string, p *tcpPartial) error {
+	now := time.Now()
+	p.seen = now
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now.Sub(t.swept) > tcpStreamIdle/2 {
+		for k, q := range t.partial {
+			if now.Sub(q.seen) > tcpStreamIdle {
+				delete(t.partial, k)
+			}
+		}
+		t.swept = now
+	}
+	if len(t.partial) >= tcpStreamLimit {
+		return errTCPTooMany
+	}
+	t.partial[key] = p
+	return nil
+}
+
 // split walks buf message by message. out is buf itself when every byte of
 // it is passed on (no CANCEL, nothing partial): the common case copies
-// nothing.
+// nothing. With an error, out is what came before the message that cannot
+// be framed.
 func (t *tcpCancels) split(buf []byte, local, remote net.Addr) (out, rest []byte, err error) {
 	var kept []byte // nil while everything so far is passed on as it is
 	copied := false
@@ -123,7 +144,7 @@ func (t *tcpCancels) split(buf []byte, local, remote net.Addr) (out, rest []byte
 		end := bytes.Index(buf[pos:], []byte("\r\n\r\n"))
 		if end < 0 {
 			if len(buf)-pos > t.maxBytes {
-				return nil, nil, errTCPTooLarge
+				return t.passed(buf, kept, copied, start, pos), nil, errTCPTooLarge
 			}
 			return t.passed(buf, kept, copied, start, pos), buf[pos:], nil
 		}
@@ -132,11 +153,11 @@ func (t *tcpCancels) split(buf []byte, local, remote net.Addr) (out, rest []byte
 			if t.unframed != nil {
 				t.unframed(buf[pos:pos+end], remote)
 			}
-			return nil, nil, errTCPFraming
+			return t.passed(buf, kept, copied, start, pos), nil, errTCPFraming
 		}
 		msgEnd := pos + end + 4 + h.length
 		if msgEnd-pos > t.maxBytes {
-			return nil, nil, errTCPTooLarge
+			return t.passed(buf, kept, copied, start, pos), nil, errTCPTooLarge
 		}
 		if msgEnd > len(buf) {
 			return t.passed(buf, kept, copied, start, pos), buf[pos:], nil

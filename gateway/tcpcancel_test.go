@@ -283,7 +283,8 @@ func tcpSplit(chunks [][]byte) (out []byte, took []string, err error) {
 	tc.take = func(msg []byte, _, _ net.Addr) { took = append(took, string(msg)) }
 	local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5060}
 	remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
-	for _, ch := range chunks {
+	// A last, empty read brings out an error held for the next read.
+	for _, ch := range append(chunks, nil) {
 		o, e := tc.filter(local, remote, ch)
 		if e != nil {
 			return out, took, e
@@ -336,6 +337,12 @@ func TestTCPFraming(t *testing.T) {
 		if _, _, err := tcpSplit([][]byte{[]byte(bad)}); err == nil {
 			t.Errorf("%s: no error", name)
 		}
+		// What came before it in the same read is passed on first; the
+		// error comes with the connection's next read.
+		out, took, err := tcpSplit([][]byte{[]byte(bye + "\r\n" + can + bad)})
+		if err == nil || string(out) != bye+"\r\n" || len(took) != 1 {
+			t.Errorf("%s after a BYE and a CANCEL: passed %q, took %d, %v", name, out, len(took), err)
+		}
 	}
 }
 
@@ -358,9 +365,6 @@ func FuzzTCPFraming(f *testing.F) {
 		if (err1 == nil) != (err2 == nil) {
 			t.Fatalf("error in one piece %v, in chunks %v", err1, err2)
 		}
-		if err1 != nil {
-			return
-		}
 		if string(out1) != string(out2) || strings.Join(took1, "|") != strings.Join(took2, "|") {
 			t.Fatalf("one piece passed %q took %q; chunks passed %q took %q", out1, took1, out2, took2)
 		}
@@ -382,5 +386,24 @@ func TestTCPRequestWithoutContentLengthGets400(t *testing.T) {
 	_ = c.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
 	if n, err := c.r.Read(make([]byte, 1)); err == nil {
 		t.Fatalf("the connection stayed open (read %d bytes)", n)
+	}
+
+	// Behind a good request in the same write, the good one is answered
+	// too, and the connection is closed at its next read.
+	c = dialTCP(t, addr)
+	c.send(t, c.request("OPTIONS", "sip:example.test", "z9hG4bK-nl2", 2)+raw)
+	got := map[int]bool{}
+	for range 2 {
+		if res := c.next(t, 3*time.Second); res != nil {
+			got[res.StatusCode] = true
+		}
+	}
+	if !got[200] || !got[400] {
+		t.Fatalf("a good and a bad request in one write: answers %v, want 200 and 400", got)
+	}
+	c.send(t, c.request("OPTIONS", "sip:example.test", "z9hG4bK-nl3", 3))
+	_ = c.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if n, err := c.r.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("the connection served on after a request it could not frame (read %d bytes)", n)
 	}
 }
