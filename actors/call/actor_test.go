@@ -789,11 +789,12 @@ func TestInfoAndUpdateRelayedBothWays(t *testing.T) {
 	}
 }
 
-// Delayed offer (RFC 3261 13.2.1): the caller's INVITE has no SDP, the
-// callee's 2xx carries the offer, and the callee's ACK waits for the
-// answer the caller's ACK brings.
-func TestDelayedOfferAnswerCarriedInAck(t *testing.T) {
-	r := newRig(t, memstore.New(), clock.NewFake(t0))
+// delayedOffer sets up a call whose INVITE carries no SDP (RFC 3261
+// 13.2.1), answered by the callee with an offer; it returns the call's id
+// and the B leg's INVITE and response callback.
+func (r *rig) delayedOffer() (string, *sip.Request, func(*sip.Response, error)) {
+	t := r.t
+	t.Helper()
 	raw := "INVITE sip:bob@example.test SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5070;branch=z9hG4bKd1\r\nMax-Forwards: 70\r\n" +
 		"From: <sip:alice@example.test>;tag=fd\r\nTo: <sip:bob@example.test>\r\nCall-ID: cd@10.1.1.1\r\n" +
 		"CSeq: 1 INVITE\r\nContact: <sip:alice@10.1.1.1:5070>\r\nContent-Length: 0\r\n\r\n"
@@ -805,7 +806,8 @@ func TestDelayedOfferAnswerCarriedInAck(t *testing.T) {
 	req.SetTransport("UDP")
 	req.SetSource("10.1.1.1:5070")
 	id := IDFor("cd@10.1.1.1", "fd", 1)
-	inv := &Invite{Req: req, Tx: &fakeTx{}, Caller: "sip:alice@example.test", Callee: "sip:bob@example.test",
+	atx := &fakeTx{}
+	inv := &Invite{Req: req, Tx: atx, Caller: "sip:alice@example.test", Callee: "sip:bob@example.test",
 		Targets: []string{"sip:bob@10.2.2.2:5080"}, Done: make(chan struct{})}
 	r.deliver(id, inv)
 	var binv []*sip.Request
@@ -816,30 +818,134 @@ func TestDelayedOfferAnswerCarriedInAck(t *testing.T) {
 	}
 	ons[0](respond(binv[0], 200, "OK", "tb", true), nil)
 	<-inv.Done
-	time.Sleep(20 * time.Millisecond)
-	if n := len(r.tp.written("ACK")); n != 0 {
-		t.Fatalf("callee ACKed before the caller's answer came (%d ACKs)", n)
+	if c := atx.codes(); len(c) == 0 || c[len(c)-1] != 200 {
+		t.Fatalf("caller got %v", c)
 	}
-	answer := strings.ReplaceAll(sdpOffer, "\n", "\r\n")
-	ackRaw := "ACK sip:" + ALegTag(id) + "@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5070;branch=z9hG4bKd2\r\n" +
+	return id, binv[0], ons[0]
+}
+
+// callerAnswer is the answer in the caller's ACK to a delayed offer.
+var callerAnswer = strings.ReplaceAll(sdpOffer, "\n", "\r\n")
+
+// delayedAck is the caller's ACK, with the answer, to the 2xx of call id
+// set up by delayedOffer.
+func delayedAck(t *testing.T, id, branch string) *InDialog {
+	t.Helper()
+	ackRaw := "ACK sip:" + ALegTag(id) + "@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5070;branch=" + branch + "\r\n" +
 		"From: <sip:alice@example.test>;tag=fd\r\nTo: <sip:bob@example.test>;tag=" + ALegTag(id) + "\r\nCall-ID: cd@10.1.1.1\r\n" +
-		"CSeq: 1 ACK\r\nContent-Type: application/sdp\r\n" + fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(answer), answer)
+		"CSeq: 1 ACK\r\nContent-Type: application/sdp\r\n" + fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(callerAnswer), callerAnswer)
 	amsg, err := sip.ParseMessage([]byte(ackRaw))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.deliver(id, &InDialog{Req: amsg.(*sip.Request), Side: "a"})
+	req := amsg.(*sip.Request)
+	req.SetTransport("UDP")
+	req.SetSource("10.1.1.1:5070")
+	return &InDialog{Req: req, Side: "a"}
+}
+
+// Delayed offer (RFC 3261 13.2.1): the caller's INVITE has no SDP, the
+// callee's 2xx carries the offer, and the callee's ACK waits for the
+// answer the caller's ACK brings, which is made durable before that ACK
+// goes out.
+func TestDelayedOfferAnswerCarriedInAck(t *testing.T) {
+	r := newRig(t, memstore.New(), clock.NewFake(t0))
+	id, binv, on := r.delayedOffer()
+	// The callee retransmits its 2xx before the caller's ACK came: still
+	// no ACK, it waits for the answer.
+	on(respond(binv, 200, "OK", "tb", true), nil)
+	time.Sleep(20 * time.Millisecond)
+	if n := len(r.tp.written("ACK")); n != 0 {
+		t.Fatalf("callee ACKed before the caller's answer came (%d ACKs)", n)
+	}
+	r.deliver(id, delayedAck(t, id, "z9hG4bKd2"))
 	waitFor(t, "ACK to B", func() bool { return len(r.tp.written("ACK")) == 1 })
 	ack := r.tp.written("ACK")[0].(*sip.Request)
-	if string(ack.Body()) != answer || ack.CallID().Value() != BLegTag(id, 1) {
+	if string(ack.Body()) != callerAnswer || ack.CallID().Value() != BLegTag(id, 1) {
 		t.Fatalf("ACK to B: %s", ack)
 	}
+	if got := r.types(id); got[len(got)-1] != "InDialogRelayed" {
+		t.Fatalf("events after the caller's ACK: %v", got)
+	}
+	n := len(r.types(id))
 	// The callee retransmits its 2xx: the same ACK again, answer included.
-	ons[0](respond(binv[0], 200, "OK", "tb", true), nil)
+	on(respond(binv, 200, "OK", "tb", true), nil)
 	waitFor(t, "second ACK to B", func() bool { return len(r.tp.written("ACK")) == 2 })
 	if again := r.tp.written("ACK")[1].(*sip.Request); again.String() != ack.String() {
 		t.Fatalf("ACK for the retransmitted 2xx differs:\n%s\nfirst:\n%s", again, ack)
 	}
+	// The caller's ACK again (for a retransmitted 2xx): no new event.
+	r.deliver(id, delayedAck(t, id, "z9hG4bKd3"))
+	time.Sleep(20 * time.Millisecond)
+	if got := r.types(id); len(got) != n {
+		t.Fatalf("a repeated ACK wrote events: %v", got)
+	}
+}
+
+// A delayed-offer call survives a crash at either side of the caller's
+// ACK: the callee's retransmitted 2xx is ACKed with the caller's answer,
+// never without it (B2BUA-PITFALLS: a callee left with an offer and no
+// answer has no media, or hangs up).
+func TestDelayedOfferAckAfterRestart(t *testing.T) {
+	// crash sets up a delayed-offer call, lets the caller ACK it before
+	// the crash when acked, and returns the next activation's rig (and
+	// what the callee was sent before: the B INVITE and its ACKs).
+	crash := func(t *testing.T, acked bool) (*rig, string, *sip.Request, []sip.Message) {
+		st := memstore.New()
+		r := newRig(t, st, clock.NewFake(t0))
+		id, binv, _ := r.delayedOffer()
+		if acked {
+			r.deliver(id, delayedAck(t, id, "z9hG4bKd2"))
+			waitFor(t, "ACK to B", func() bool { return len(r.tp.written("ACK")) == 1 })
+		}
+		r.m.Stop()
+		return newRig(t, st.Reopened(), r.clk), id, binv, r.tp.written("ACK")
+	}
+	// acked waits for the n-th ACK to the callee after its 2xx came again
+	// and checks that it carries the caller's answer.
+	acked := func(r *rig, id string, binv *sip.Request, n int) *sip.Request {
+		r.deliver(id, &Stray{Res: respond(binv, 200, "OK", "tb", true), Side: "b", Leg: 1})
+		waitFor(r.t, "ACK to B", func() bool { return len(r.tp.written("ACK")) == n })
+		ack := r.tp.written("ACK")[n-1].(*sip.Request)
+		if string(ack.Body()) != callerAnswer || ack.ContentType() == nil {
+			r.t.Fatalf("ACK to B without the answer: %s", ack)
+		}
+		return ack
+	}
+	t.Run("crash after the caller's ACK", func(t *testing.T) {
+		r2, id, binv, before := crash(t, true)
+		if again := acked(r2, id, binv, 1); again.String() != before[0].String() {
+			t.Fatalf("ACK after the restart differs:\n%s\nfirst:\n%s", again, before[0])
+		}
+	})
+	t.Run("crash before the caller's ACK, the callee's 2xx first", func(t *testing.T) {
+		r2, id, binv, _ := crash(t, false)
+		r2.deliver(id, &Stray{Res: respond(binv, 200, "OK", "tb", true), Side: "b", Leg: 1})
+		time.Sleep(20 * time.Millisecond)
+		if n := len(r2.tp.written("ACK")); n != 0 {
+			t.Fatalf("the 2xx was ACKed before the caller's answer came (%d ACKs)", n)
+		}
+		// The activation retransmits the 2xx to the caller (recover);
+		// the caller ACKs it with the answer, which goes to the callee.
+		waitFor(t, "2xx retransmission armed", func() bool { return r2.clk.Pending() > 0 })
+		r2.clk.Advance(600 * time.Millisecond)
+		waitFor(t, "2xx retransmitted to the caller", func() bool { return len(r2.tp.written("200")) == 1 })
+		r2.deliver(id, delayedAck(t, id, "z9hG4bKd2"))
+		waitFor(t, "ACK to B", func() bool { return len(r2.tp.written("ACK")) == 1 })
+		ack := r2.tp.written("ACK")[0].(*sip.Request)
+		if again := acked(r2, id, binv, 2); again.String() != ack.String() {
+			t.Fatalf("second ACK differs:\n%s\nfirst:\n%s", again, ack)
+		}
+	})
+	t.Run("crash before the caller's ACK, the caller's ACK first", func(t *testing.T) {
+		r2, id, binv, _ := crash(t, false)
+		r2.deliver(id, delayedAck(t, id, "z9hG4bKd2"))
+		waitFor(t, "the answer recorded", func() bool {
+			got := r2.types(id)
+			return got[len(got)-1] == "InDialogRelayed"
+		})
+		acked(r2, id, binv, 1)
+	})
 }
 
 // Every 2xx the callee retransmits gets the same ACK (RFC 3261 13.2.2.4):

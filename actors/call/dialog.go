@@ -94,9 +94,30 @@ func (a *callActor) onAck(m *InDialog) {
 	if r := a.retx[m.Side]; r != nil && r.res.CSeq() != nil && r.res.CSeq().SeqNo == m.Req.CSeq().SeqNo {
 		a.stopRetx(m.Side)
 	}
+	if m.Side == "a" && !a.recordCallerAnswer(m.Req) {
+		return
+	}
 	if o := a.owed[m.Side]; o != nil && o.inCSeq == m.Req.CSeq().SeqNo {
 		a.payOwed(m.Side, m.Req.Body(), contentType(m.Req))
 	}
+}
+
+// recordCallerAnswer makes durable the answer the caller's ACK brings to
+// a delayed offer, the first time it comes, before the callee's ACK
+// reveals it (invariant 2): an activation after a restart ACKs the
+// callee's retransmitted 2xx with it. An ACK retransmitted for a
+// retransmitted 2xx adds nothing. It returns false when the append
+// failed: nothing may be sent.
+func (a *callActor) recordCallerAnswer(ack *sip.Request) bool {
+	st := a.state
+	if st.Phase != PhaseAnswered || !st.DelayedOffer() || st.CallerAnswer != nil ||
+		ack.CSeq().SeqNo != st.Started.GetALeg().GetCseq() || len(ack.Body()) == 0 {
+		return true
+	}
+	l := st.WinningLeg()
+	ev := &eventpb.InDialogRelayed{FromSide: "a", Method: "ACK", InCseq: ack.CSeq().SeqNo, OutCseq: l.Attempt.GetCseq(),
+		Leg: l.N, Sdp: ack.Body(), ContentType: contentType(ack)}
+	return a.persist(causeOf(ack), ev) == nil
 }
 
 // payOwed sends the ACK owed to the side opposite to side, carrying body

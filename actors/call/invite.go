@@ -386,14 +386,12 @@ func (a *callActor) legAnswered(ctx actor.Context, l *Leg, res *sip.Response) {
 			}
 			return
 		}
-		if a.owed["a"] == nil || a.owed["a"].leg == nil {
-			a.ackLeg(l, res, nil, "") // a retransmitted 2xx: ACK it again (13.2.2.4)
-		}
+		a.ackAnswered(l, res) // a retransmitted 2xx: ACK it again (13.2.2.4)
 		return
 	}
 	if st.Phase != PhaseTrying || !l.Pending() {
 		if l.Answered != nil {
-			a.ackLeg(l, res, nil, "")
+			a.ackAnswered(l, res)
 			return
 		}
 		// Another leg won, or the call is over: ACK then BYE this one
@@ -425,7 +423,7 @@ func (a *callActor) legAnswered(ctx actor.Context, l *Leg, res *sip.Response) {
 	if a.cfg.Metrics != nil {
 		a.cfg.Metrics.CallAnswered(a.state.AnswerAt.Sub(a.state.StartedAt))
 	}
-	if len(a.state.Started.GetOffer()) == 0 {
+	if a.state.DelayedOffer() {
 		// Delayed offer: the 2xx carries the callee's offer and the
 		// caller's ACK the answer, which the callee's ACK must carry.
 		a.owed["a"] = &owedAck{res: res, leg: l, inCSeq: a.state.Started.GetALeg().GetCseq()}
@@ -589,6 +587,31 @@ func (a *callActor) ackLeg(l *Leg, res *sip.Response, body []byte, ctype string)
 	if err != nil {
 		a.cfg.Logger.Warn("ACK not sent", "call", a.id, "leg", l.N, "err", err)
 	}
+}
+
+// ackAnswered ACKs a 2xx of the answered leg l to the initial INVITE
+// that comes again (13.2.2.4). With a delayed offer that ACK carries the
+// caller's answer: the ACK already sent has it, and an activation after a
+// restart, which has sent none, takes it from the events. While the
+// caller's ACK has not brought it, the ACK waits for it (owed), as it did
+// for the first 2xx; the caller ACKs the 2xx Tandem retransmits to it
+// (recover), so it comes.
+func (a *callActor) ackAnswered(l *Leg, res *sip.Response) {
+	if !a.state.DelayedOffer() || a.acks[ackBranch(l.Attempt.LocalTag, toTag(res), res.CSeq().SeqNo)] != nil {
+		a.ackLeg(l, res, nil, "")
+		return
+	}
+	if ans := a.state.CallerAnswer; ans != nil {
+		a.ackLeg(l, res, ans.Sdp, ans.ContentType)
+		return
+	}
+	if a.state.Phase == PhaseAnswered {
+		if a.owed["a"] == nil {
+			a.owed["a"] = &owedAck{res: res, leg: l, inCSeq: a.state.Started.GetALeg().GetCseq()}
+		}
+		return
+	}
+	a.ackLeg(l, res, nil, "") // the call is over: no answer is coming
 }
 
 // ackBranch is the Via branch of the ACK for the 2xx to the INVITE with

@@ -236,6 +236,21 @@ func recordedCalls() []recordedCall {
 			r2.hangUp(id, "b", 15*time.Second, 7, "z9hG4bKbb", 6)
 			return r2.st
 		}},
+		{"call-delayed-offer-restart", func(t *testing.T) events.Store {
+			// The node dies between the 2xx to the caller and the
+			// caller's ACK, which brings the answer to the callee's
+			// offer to the next activation.
+			r := newRig(t, memstore.New(), clock.NewFake(t0))
+			id, binv, _ := r.delayedOffer()
+			r2 := r.restartOn("n2", 300*time.Millisecond, id)
+			r2.clk.Advance(30 * time.Millisecond)
+			r2.deliver(id, delayedAck(t, id, "z9hG4bKd2"))
+			r2.waitEvents(id, 5)
+			r2.deliver(id, &Stray{Res: respond(binv, 200, "OK", "tb", true), Side: "b", Leg: 1})
+			waitFor(t, "ACK to the callee", func() bool { return len(r2.tp.written("ACK")) == 1 })
+			r2.hangUp(id, "b", 20*time.Second, 7, "z9hG4bKbb", 6)
+			return r2.st
+		}},
 		{"call-restart-ringing", func(t *testing.T) events.Store {
 			r := newRig(t, memstore.New(), clock.NewFake(t0))
 			_, id, binv, _ := r.ring()

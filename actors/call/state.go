@@ -98,7 +98,15 @@ type State struct {
 	// them; ARSeq is the last such RSeq.
 	Reliables map[uint32]Reliable
 	ARSeq     uint32
+	// CallerAnswer: for a delayed offer (the caller's INVITE had no SDP),
+	// the caller's ACK that brought the answer, once relayed; nil before.
+	CallerAnswer *eventpb.InDialogRelayed
 }
+
+// DelayedOffer tells whether the caller's INVITE carried no offer, so that
+// the answered leg's 2xx brings the offer and its ACK the caller's answer
+// (RFC 3261 13.2.1).
+func (s *State) DelayedOffer() bool { return s.Started != nil && len(s.Started.GetOffer()) == 0 }
 
 // NewState is the state of a call with no events.
 func NewState(id string) *State {
@@ -175,6 +183,9 @@ func (s *State) Apply(version uint64, t time.Time, ev proto.Message) error {
 			s.SessionInterval = s.Started.GetSessionExpires() // the caller's own timer
 		}
 	case *eventpb.InDialogRelayed:
+		if e.Method == "ACK" && e.FromSide == "a" && s.Phase != PhaseNone && e.InCseq == s.Started.GetALeg().GetCseq() {
+			s.CallerAnswer = e
+		}
 		if e.FromSide == "a" {
 			l := s.WinningLeg()
 			if e.Leg != 0 {

@@ -741,7 +741,13 @@ type InDialogRelayed struct {
 	OutCseq  uint32                 `protobuf:"varint,4,opt,name=out_cseq,json=outCseq,proto3" json:"out_cseq,omitempty"`
 	// The B leg concerned (0: the answered one). A PRACK in an early dialog
 	// names its leg.
-	Leg           uint32 `protobuf:"varint,5,opt,name=leg,proto3" json:"leg,omitempty"`
+	Leg uint32 `protobuf:"varint,5,opt,name=leg,proto3" json:"leg,omitempty"`
+	// For the caller's ACK that carries the answer to a delayed offer (its
+	// INVITE had no SDP, the callee's 2xx brought the offer; RFC 3261
+	// 13.2.1): the answer, relayed in the callee's ACK. Recorded so that an
+	// activation after a restart ACKs a retransmitted 2xx with it.
+	Sdp           []byte `protobuf:"bytes,6,opt,name=sdp,proto3" json:"sdp,omitempty"`
+	ContentType   string `protobuf:"bytes,7,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -809,6 +815,20 @@ func (x *InDialogRelayed) GetLeg() uint32 {
 		return x.Leg
 	}
 	return 0
+}
+
+func (x *InDialogRelayed) GetSdp() []byte {
+	if x != nil {
+		return x.Sdp
+	}
+	return nil
+}
+
+func (x *InDialogRelayed) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
 }
 
 // HoldChanged: a relayed offer changed a side's media direction
@@ -1186,13 +1206,15 @@ const file_eventpb_call_proto_rawDesc = "" +
 	"\x04code\x18\x02 \x01(\rR\x04code\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\" \n" +
 	"\fCallAnswered\x12\x10\n" +
-	"\x03leg\x18\x01 \x01(\rR\x03leg\"\x8c\x01\n" +
+	"\x03leg\x18\x01 \x01(\rR\x03leg\"\xc1\x01\n" +
 	"\x0fInDialogRelayed\x12\x1b\n" +
 	"\tfrom_side\x18\x01 \x01(\tR\bfromSide\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x17\n" +
 	"\ain_cseq\x18\x03 \x01(\rR\x06inCseq\x12\x19\n" +
 	"\bout_cseq\x18\x04 \x01(\rR\aoutCseq\x12\x10\n" +
-	"\x03leg\x18\x05 \x01(\rR\x03leg\"O\n" +
+	"\x03leg\x18\x05 \x01(\rR\x03leg\x12\x10\n" +
+	"\x03sdp\x18\x06 \x01(\fR\x03sdp\x12!\n" +
+	"\fcontent_type\x18\a \x01(\tR\vcontentType\"O\n" +
 	"\vHoldChanged\x12\x0e\n" +
 	"\x02by\x18\x01 \x01(\tR\x02by\x12\x12\n" +
 	"\x04held\x18\x02 \x01(\bR\x04held\x12\x1c\n" +

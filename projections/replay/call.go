@@ -186,6 +186,9 @@ func callSummary(msg proto.Message) string {
 		if e.Leg != 0 {
 			s += fmt.Sprintf(" (leg %d)", e.Leg)
 		}
+		if len(e.Sdp) > 0 {
+			s += ", with the caller's answer to the delayed offer"
+		}
 		return s
 	case *eventpb.HoldChanged:
 		what := "resumed"

@@ -20,7 +20,7 @@ import (
 // callUsers: user0001.. are callers, the callees are named per test.
 func callUsers() []peers.Cred {
 	users := peers.Users(100, "secret")
-	for _, n := range []string{"bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "kate", "load", "mallory", "oscar"} {
+	for _, n := range []string{"bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "kate", "load", "mallory", "nina", "oscar"} {
 		users = append(users, peers.Cred{User: n, Password: "secret"})
 	}
 	return users
@@ -139,6 +139,11 @@ func TestCalls(t *testing.T) {
 		h := h.sub(t)
 		h.call(h.caller("ivan", "call_uac.xml"), h.callee("ivan", "call_uas_answer_late.xml", 1), h.callee("ivan", "call_uas_ring.xml", 1))
 	})
+	t.Run("delayed offer: the offer in the 200, the answer in the ACK", func(t *testing.T) {
+		h := h.sub(t)
+		h.call(h.caller("nina", "call_uac_delayed.xml"), h.callee("nina", "call_uas_delayed.xml", 1))
+		h.noLiveCalls()
+	})
 	t.Run("reliable provisionals: 100rel and PRACK end to end", func(t *testing.T) {
 		h := h.sub(t)
 		h.call(h.caller("kate", "call_uac_100rel.xml"), h.callee("kate", "call_uas_100rel.xml", 1))
@@ -165,7 +170,7 @@ func TestCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"tandem_calls_answered_total 7", `tandem_calls_failed_total{code="486"} 1`,
+	for _, want := range []string{"tandem_calls_answered_total 8", `tandem_calls_failed_total{code="486"} 1`,
 		`tandem_calls_failed_total{code="480"} 1`, `tandem_calls_failed_total{code="487"} 2`, "tandem_calls_active 0"} {
 		if !strings.Contains(m, want+"\n") {
 			t.Errorf("metrics lack %q", want)

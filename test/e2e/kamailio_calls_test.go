@@ -50,6 +50,8 @@ func callCases() []callCase {
 			uacWant: []string{"SIP/2.0 200 OK"}},
 		{name: "100rel-prack", uac: "call_uac_100rel.xml", uas: []string{"call_uas_100rel.xml"}, calls: 2,
 			uacWant: []string{"RSeq: 1", "CSeq: 3 PRACK"}, uasWant: []string{"RAck: 1 "}},
+		{name: "delayed-offer", uac: "call_uac_delayed.xml", uas: []string{"call_uas_delayed.xml"}, calls: 2,
+			uacWant: []string{"CSeq: 2 ACK"}, uasWant: []string{"m=audio"}},
 	}
 }
 
