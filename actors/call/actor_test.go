@@ -884,12 +884,12 @@ func TestDelayedOfferAnswerCarriedInAck(t *testing.T) {
 
 // A delayed-offer call survives a crash at either side of the caller's
 // ACK: the callee's retransmitted 2xx is ACKed with the caller's answer,
-// never without it (B2BUA-PITFALLS: a callee left with an offer and no
-// answer has no media, or hangs up).
+// never without it (B2BUA-PITFALLS 3: with a delayed offer the ACK
+// carries the answer).
 func TestDelayedOfferAckAfterRestart(t *testing.T) {
 	// crash sets up a delayed-offer call, lets the caller ACK it before
-	// the crash when acked, and returns the next activation's rig (and
-	// what the callee was sent before: the B INVITE and its ACKs).
+	// the crash when acked, and returns the next activation's rig, the
+	// call's id, the callee's INVITE and the ACKs it got before the crash.
 	crash := func(t *testing.T, acked bool) (*rig, string, *sip.Request, []sip.Message) {
 		st := memstore.New()
 		r := newRig(t, st, clock.NewFake(t0))
