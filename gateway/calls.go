@@ -360,8 +360,9 @@ func (g *Gateway) handleInvite(req *sip.Request, tx responder) {
 		// transport neither covers), the call still has to learn of it.
 		st.OnCancel(func(c *sip.Request) { _ = g.calls.Deliver(id, &call.Cancel{Req: c}) })
 	}
-	trying := sip.NewResponseFromRequest(req, 100, "Trying", nil)
-	g.send(tx, trying)
+	// The call actor sends 100 Trying once the INVITE is in its mailbox
+	// (call.Invite), so that a CANCEL the caller sends on it is queued
+	// behind the INVITE.
 	done := make(chan struct{})
 	inv := &call.Invite{Req: req, Tx: tx, Caller: "sip:" + res.User + "@" + g.opts.Domain, Callee: calleeAOR, Targets: targets, Done: done}
 	if err := g.calls.Deliver(id, inv); err != nil {

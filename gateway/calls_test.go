@@ -2,13 +2,19 @@ package gateway
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/tandemswitch/tandem/actors/call"
+	"github.com/tandemswitch/tandem/events/memstore"
+	"github.com/tandemswitch/tandem/internal/clock"
 )
 
 // exchangeMatching sends raw and returns the first final response with
@@ -179,5 +185,58 @@ func TestAckForNon2xxStopsRetransmissions(t *testing.T) {
 	}
 	if n := retransmits(false); n == 0 {
 		t.Fatal("without an ACK the 400 was never retransmitted: the test cannot tell")
+	}
+}
+
+// slowInvites delivers to real call actors, holding each INVITE back
+// first, as a handler goroutine the scheduler leaves waiting under load
+// (25 ms and more at 2,000 calls/s) would.
+type slowInvites struct {
+	m    *call.Manager
+	hold time.Duration
+}
+
+func (s *slowInvites) Deliver(id string, msg any) error {
+	if _, ok := msg.(*call.Invite); ok {
+		time.Sleep(s.hold)
+	}
+	return s.m.Deliver(id, msg)
+}
+
+// A caller may CANCEL as soon as it has a provisional response (RFC 3261
+// 9.1). That CANCEL must find its INVITE with the call: when the gateway
+// sent 100 Trying before handing the INVITE over, a CANCEL sent on the
+// 100 could reach the call first and get 481, and the call went on
+// ringing the callee.
+func TestCancelOnTheFirstProvisionalFindsTheInvite(t *testing.T) {
+	quiet := slog.New(slog.DiscardHandler)
+	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
+	router := &slowInvites{hold: 200 * time.Millisecond}
+	_, addr := startDualGateway(t, func(g *Gateway) {
+		router.m = call.NewManager(sys, call.Config{Store: memstore.New(), Clock: clock.Real{}, Node: "n1", Transport: g, Logger: quiet})
+		g.SetCalls(router)
+		g.opts.Locate = func(string) []string { return []string{"sip:bob@127.0.0.1:9"} }
+	})
+	t.Cleanup(func() { router.m.Stop() })
+	c := dialTCP(t, addr)
+	cred := c.authorize(t, "INVITE", "sip:bob@example.test", "z9hG4bK-cp1")
+	c.send(t, c.request("INVITE", "sip:bob@example.test", "z9hG4bK-cp2", 2, cred))
+	first := c.next(t, 3*time.Second)
+	if first == nil || first.StatusCode != 100 {
+		t.Fatalf("first answer to the INVITE: %v, want 100 Trying", first)
+	}
+	c.send(t, c.request("CANCEL", "sip:bob@example.test", "z9hG4bK-cp2", 2))
+	finals := map[string]int{}
+	for len(finals) < 2 {
+		r := c.next(t, 3*time.Second)
+		if r == nil {
+			t.Fatalf("final answers so far %v, want the CANCEL's and the INVITE's", finals)
+		}
+		if r.StatusCode >= 200 {
+			finals[string(r.CSeq().MethodName)] = r.StatusCode
+		}
+	}
+	if finals["CANCEL"] != 200 || finals["INVITE"] != 487 {
+		t.Fatalf("CANCEL answered %d and INVITE %d, want 200 and 487", finals["CANCEL"], finals["INVITE"])
 	}
 }

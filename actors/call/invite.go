@@ -32,6 +32,13 @@ func (a *callActor) onInvite(ctx actor.Context, m *Invite) {
 		a.answerFromState(m)
 		return
 	}
+	// 100 Trying comes from here, not from the gateway before it delivers
+	// the INVITE: a caller may CANCEL as soon as it has a provisional
+	// response (RFC 3261 9.1), and that CANCEL must find the INVITE already
+	// in this actor's mailbox, or it would be answered 481 while the call
+	// went on ringing the callee. It reveals no state (hop by hop, no To
+	// tag), so it need not wait for the events below.
+	a.respondTo(m.Tx, m.Req, 100, "Trying", nil)
 	offer := m.Req.Body()
 	mf := uint32(70)
 	if h := m.Req.MaxForwards(); h != nil {
