@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tandemswitch/tandem/events"
@@ -74,6 +75,10 @@ type Store struct {
 	chain   [hashSize]byte
 	scratch []byte
 	keyBuf  []byte
+
+	// fsyncs is Pebble's histogram of WAL fsync latencies, in nanoseconds
+	// (one for the DB's lifetime, kept across WAL files); nil read-only.
+	fsyncs prometheus.Histogram
 }
 
 var _ events.Store = (*Store)(nil)
@@ -157,6 +162,7 @@ func open(opts Options) (*Store, error) {
 	}
 	s.head.Store(head)
 	s.chain = chain
+	s.fsyncs = db.Metrics().LogWriter.FsyncLatency
 	s.log.Debug("event store open", "dir", opts.Dir, "head", head)
 	return s, nil
 }
@@ -255,6 +261,11 @@ func (s *Store) checkFormat(head uint64) error {
 // Head returns the last durable position (0 for an empty store). After Close
 // it keeps returning the last head.
 func (s *Store) Head() uint64 { return s.head.Load() }
+
+// WALFsyncLatency is Pebble's histogram of the fsyncs of its write-ahead
+// log, observed in nanoseconds: the disk's part of every append's
+// latency, for metrics. Nil for a read-only store.
+func (s *Store) WALFsyncLatency() prometheus.Histogram { return s.fsyncs }
 
 func (s *Store) isClosing() bool {
 	select {

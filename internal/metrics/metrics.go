@@ -7,6 +7,7 @@
 package metrics
 
 import (
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/tandemswitch/tandem/internal/sipmethod"
 )
@@ -132,6 +134,49 @@ func (s *Set) ProjectionSkipped(name string, skipped func() float64) {
 		Help:        "Events of a type this binary does not know, skipped by a projection.",
 		ConstLabels: prometheus.Labels{"projection": name},
 	}, skipped))
+}
+
+// StoreFsync exports h, the event store's histogram of write-ahead-log
+// fsyncs in nanoseconds (embedded.Store.WALFsyncLatency), as
+// tandem_store_fsync_duration_seconds, read at scrape time: the disk's
+// share of tandem_store_append_duration_seconds. A nil h exports nothing.
+func (s *Set) StoreFsync(h prometheus.Histogram) {
+	if h == nil {
+		return
+	}
+	s.reg.MustRegister(&nanosHistogram{h: h, desc: prometheus.NewDesc("tandem_store_fsync_duration_seconds",
+		"Latency of the event store's write-ahead-log fsyncs (one per group commit).", nil, nil)})
+}
+
+// nanosHistogram re-exports a histogram observed in nanoseconds (Pebble's
+// own, which it creates without a name) in seconds, on a subset of its
+// bucket bounds, each at least twice the one before (about 20 of Pebble's
+// 100): a cumulative histogram stays exact on any subset of its bounds.
+type nanosHistogram struct {
+	h    prometheus.Histogram
+	desc *prometheus.Desc
+}
+
+func (c *nanosHistogram) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *nanosHistogram) Collect(ch chan<- prometheus.Metric) {
+	var m dto.Metric
+	if err := c.h.Write(&m); err != nil || m.Histogram == nil {
+		return
+	}
+	hist := m.Histogram
+	buckets := map[float64]uint64{}
+	last := 0.0
+	for i, b := range hist.Bucket {
+		le := b.GetUpperBound()
+		if le <= 0 || (le < 2*last && i < len(hist.Bucket)-1) {
+			continue
+		}
+		// to the microsecond: Pebble's top bound is 9.99999999999e9 ns
+		buckets[math.Round(le/1e3)/1e6] = b.GetCumulativeCount()
+		last = le
+	}
+	ch <- prometheus.MustNewConstHistogram(c.desc, hist.GetSampleCount(), hist.GetSampleSum()/1e9, buckets)
 }
 
 // Registry exposes the registry, for components that add their own metrics.

@@ -111,6 +111,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("open event store: %w", err)
 	}
 	n.store = st
+	n.metrics.StoreFsync(st.WALFsyncLatency())
 
 	n.cdrSink, err = OpenCDRSink(ctx, n.cfg)
 	if err != nil {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -175,6 +176,10 @@ func TestCalls(t *testing.T) {
 		if !strings.Contains(m, want+"\n") {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+	// Every call event was fsynced: the store's WAL fsyncs are counted.
+	if !regexp.MustCompile(`(?m)^tandem_store_fsync_duration_seconds_count [1-9][0-9]*$`).MatchString(m) {
+		t.Error("metrics lack a non-zero tandem_store_fsync_duration_seconds_count")
 	}
 }
 

@@ -118,6 +118,7 @@ func main() {
 		runtime.NumCPU(), benchutil.ReadTrim("/proc/sys/net/core/rmem_max"), peers.LoadAvg())
 	fmt.Println("CPU columns are % of one core over the step (sipp = all callers and callees; other = every other process);")
 	fmt.Println("us/call = server CPU time / successful calls; rcvbuf = kernel UDP RcvbufErrors during the step.")
+	fmt.Println("fsyncs slowest = the event store's WAL fsyncs during the step and the histogram bucket of the slowest (Tandem only).")
 
 	var t, k result
 	if o.only != "kamailio" {
@@ -174,6 +175,7 @@ type step struct {
 	sippCPU, serverCPU time.Duration
 	otherCPU           time.Duration // every other process on the machine
 	rcvbuf             int64
+	fsyncs             string // how many, and the slowest: "123 <=3.2ms"; "-" for Kamailio
 	clean              bool
 	why                string
 }
@@ -193,6 +195,7 @@ type bench struct {
 	remote    string // host:port
 	server    *peers.Proc
 	serverCPU func() (time.Duration, error)
+	metrics   func() (string, error) // GET /metrics, Tandem's only: the store's fsyncs per step
 }
 
 // All users: user0001..user000K are the callees of the K pairs, the callers
@@ -273,7 +276,7 @@ func benchTandem(o options, work string) (res result) {
 		o.pprofURL = "http://" + httpListen + "/debug/pprof/profile"
 	}
 	b := &bench{o: o, dir: dir, remote: fmt.Sprintf("127.0.0.1:%d", sipPort), server: t.Proc,
-		serverCPU: func() (time.Duration, error) { return peers.ProcCPU(t.PID) }}
+		serverCPU: func() (time.Duration, error) { return peers.ProcCPU(t.PID) }, metrics: t.Metrics}
 	if err := b.register(); err != nil {
 		return fail(err)
 	}
@@ -344,8 +347,8 @@ func benchKamailio(o options, work string) (res result) {
 func (b *bench) runSteps() result {
 	res := result{ran: true}
 	lastClean := true
-	fmt.Printf("%7s %5s %7s %7s %7s %6s %7s %8s %9s %8s %7s %8s %7s  %s\n",
-		"rate/s", "pairs", "calls", "ok", "uas-ok", "failed", "retrans", "achieved", "sipp-cpu%", "server%", "other%", "us/call", "rcvbuf", "verdict")
+	fmt.Printf("%7s %5s %7s %7s %7s %6s %7s %8s %9s %8s %7s %8s %7s %17s  %s\n",
+		"rate/s", "pairs", "calls", "ok", "uas-ok", "failed", "retrans", "achieved", "sipp-cpu%", "server%", "other%", "us/call", "rcvbuf", "fsyncs slowest", "verdict")
 	try := func(rate int) (bool, error) {
 		if b.server.Exited() {
 			return false, errors.New("server exited")
@@ -366,10 +369,10 @@ func (b *bench) runSteps() result {
 		if !s.clean {
 			verdict = "NOT clean: " + s.why
 		}
-		fmt.Printf("%7d %5d %7d %7d %7d %6d %7d %8.0f %9.0f %8.0f %7.0f %8.0f %7d  %s\n",
+		fmt.Printf("%7d %5d %7d %7d %7d %6d %7d %8.0f %9.0f %8.0f %7.0f %8.0f %7d %17s  %s\n",
 			s.rate, s.pairs, s.calls, s.ok, s.uasOK, s.failed, s.retrans, b.achieved(s),
 			benchutil.Pct(s.sippCPU, s.elapsed), benchutil.Pct(s.serverCPU, s.elapsed), benchutil.Pct(s.otherCPU, s.elapsed),
-			s.cpuPerCall(), s.rcvbuf, verdict)
+			s.cpuPerCall(), s.rcvbuf, s.fsyncs, verdict)
 		lastClean = s.clean
 		if s.clean && rate > res.best {
 			res.best, res.bestCPU = rate, s.cpuPerCall()
@@ -480,6 +483,7 @@ func (b *bench) runStep(rate int) (step, error) {
 	rb0, _ := peers.RcvbufErrors()
 	b0, _ := peers.BusyCPU()
 	c0, _ := b.serverCPU()
+	fsyncs := benchutil.FsyncColumn(b.metrics)
 	start := time.Now()
 	profiled := benchutil.ProfileStep(o.pprofURL, o.profileDir, fmt.Sprintf("step-%d", rate), o.seconds)
 	uacRes, err := peers.RunSippMany(uacs)
@@ -495,6 +499,7 @@ func (b *bench) runStep(rate int) (step, error) {
 	c1, _ := b.serverCPU()
 	b1, _ := peers.BusyCPU()
 	rb1, _ := peers.RcvbufErrors()
+	s.fsyncs = fsyncs()
 	s.serverCPU = c1 - c0
 	s.rcvbuf = rb1 - rb0
 	ok, failed, retrans, created, sippCPU := peers.Sum(uacRes)

@@ -50,6 +50,9 @@ type options struct {
 	tandemBin   string
 	profileDir  string
 	pprofURL    string // set for Tandem's steps when profileDir is
+	// metrics reads the server's GET /metrics (Tandem's only), for the
+	// store's fsyncs in each step.
+	metrics func() (string, error)
 }
 
 func main() {
@@ -104,6 +107,7 @@ func main() {
 		runtime.NumCPU(), benchutil.ReadTrim("/proc/sys/net/core/rmem_max"), peers.LoadAvg())
 	fmt.Println("CPU columns are % of one core over the step (sipp = all clients; other = every other process on the machine);")
 	fmt.Println("rcvbuf = kernel UDP RcvbufErrors during the step (datagrams dropped on a full socket receive buffer).")
+	fmt.Println("fsyncs slowest = the event store's WAL fsyncs during the step and the histogram bucket of the slowest (Tandem only).")
 
 	var tBest, kBest int
 	var tRan, kRan bool
@@ -146,6 +150,7 @@ type step struct {
 	sippCPU, serverCPU   time.Duration
 	otherCPU             time.Duration // every other process on the machine
 	rcvbuf               int64
+	fsyncs               string // how many, and the slowest: "123 <=3.2ms"; "-" for Kamailio
 	clean                bool
 	why                  string
 }
@@ -199,6 +204,7 @@ func benchTandem(o options, work, scenario string) (int, error) {
 	if o.profileDir != "" {
 		o.pprofURL = "http://" + httpListen + "/debug/pprof/profile"
 	}
+	o.metrics = t.Metrics
 	best, err := runSteps(o, dir, scenario, fmt.Sprintf("127.0.0.1:%d", sipPort), t.Proc, func() (time.Duration, error) { return peers.ProcCPU(t.PID) })
 	if regs, rerr := t.Registrations(); rerr == nil {
 		fmt.Printf("tandem lists %d bindings after the run\n", len(regs))
@@ -241,8 +247,8 @@ func benchKamailio(o options, work, scenario string) (int, error) {
 // nearest 500/s), and returns the highest clean rate. Both servers get the
 // same ladder and the same refinement.
 func runSteps(o options, dir, scenario, remote string, server *peers.Proc, serverCPU func() (time.Duration, error)) (int, error) {
-	fmt.Printf("%8s %7s %8s %8s %7s %8s %9s %9s %8s %7s %8s  %s\n",
-		"rate/s", "clients", "calls", "ok", "failed", "retrans", "achieved", "sipp-cpu%", "server%", "other%", "rcvbuf", "verdict")
+	fmt.Printf("%8s %7s %8s %8s %7s %8s %9s %9s %8s %7s %8s %17s  %s\n",
+		"rate/s", "clients", "calls", "ok", "failed", "retrans", "achieved", "sipp-cpu%", "server%", "other%", "rcvbuf", "fsyncs slowest", "verdict")
 	steps := 0
 	try := func(rate int) (bool, error) {
 		if server.Exited() {
@@ -264,9 +270,9 @@ func runSteps(o options, dir, scenario, remote string, server *peers.Proc, serve
 		if !s.clean {
 			verdict = "NOT clean: " + s.why
 		}
-		fmt.Printf("%8d %7d %8d %8d %7d %8d %9.0f %9.0f %8.0f %7.0f %8d  %s\n",
+		fmt.Printf("%8d %7d %8d %8d %7d %8d %9.0f %9.0f %8.0f %7.0f %8d %17s  %s\n",
 			s.rate, s.clients, s.calls, s.ok, s.failed, s.retrans, achieved,
-			benchutil.Pct(s.sippCPU, s.elapsed), benchutil.Pct(s.serverCPU, s.elapsed), benchutil.Pct(s.otherCPU, s.elapsed), s.rcvbuf, verdict)
+			benchutil.Pct(s.sippCPU, s.elapsed), benchutil.Pct(s.serverCPU, s.elapsed), benchutil.Pct(s.otherCPU, s.elapsed), s.rcvbuf, s.fsyncs, verdict)
 		return s.clean, nil
 	}
 	best, failedAt := 0, 0
@@ -346,6 +352,7 @@ func runStep(o options, dir, scenario, remote string, rate int, serverCPU func()
 	rb0, _ := peers.RcvbufErrors()
 	b0, _ := peers.BusyCPU()
 	c0, _ := serverCPU()
+	fsyncs := benchutil.FsyncColumn(o.metrics)
 	profiled := benchutil.ProfileStep(o.pprofURL, o.profileDir, fmt.Sprintf("step-%d", rate), o.seconds)
 	start := time.Now()
 	res, err := peers.RunSippMany(runs)
@@ -354,6 +361,7 @@ func runStep(o options, dir, scenario, remote string, rate int, serverCPU func()
 	c1, _ := serverCPU()
 	b1, _ := peers.BusyCPU()
 	rb1, _ := peers.RcvbufErrors()
+	s.fsyncs = fsyncs()
 	s.serverCPU = c1 - c0
 	s.rcvbuf = rb1 - rb0
 	var created int
