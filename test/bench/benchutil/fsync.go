@@ -16,6 +16,7 @@ import (
 // a CPU that was full.
 type Fsyncs struct {
 	Count  uint64
+	Sum    float64   // seconds
 	bounds []float64 // ascending
 	cum    []uint64  // cumulative count at each bound
 }
@@ -35,6 +36,12 @@ func ParseFsyncs(text string) (f Fsyncs, ok bool) {
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
+		case strings.HasPrefix(line, fsyncMetric+"_sum "):
+			v, err := strconv.ParseFloat(strings.TrimPrefix(line, fsyncMetric+"_sum "), 64)
+			if err != nil {
+				return f, false
+			}
+			f.Sum = v
 		case strings.HasPrefix(line, fsyncMetric+"_count "):
 			n, err := strconv.ParseUint(strings.TrimPrefix(line, fsyncMetric+"_count "), 10, 64)
 			if err != nil {
@@ -90,16 +97,24 @@ func FormatSlowest(n uint64, slowest float64) string {
 		return "-"
 	case math.IsInf(slowest, 1):
 		return ">10s"
-	case slowest < 1:
-		return fmt.Sprintf("<=%.3gms", slowest*1000)
 	}
-	return fmt.Sprintf("<=%.3gs", slowest)
+	return "<=" + formatSeconds(slowest)
+}
+
+// formatSeconds renders a duration in seconds with 3 significant digits,
+// in ms below a second.
+func formatSeconds(v float64) string {
+	if v < 1 {
+		return fmt.Sprintf("%.3gms", v*1000)
+	}
+	return fmt.Sprintf("%.3gs", v)
 }
 
 // FsyncColumn reads the fsync histogram from metrics (a server's GET
 // /metrics; nil for a server without one) at a step's start, and returns
-// what renders the step's column at its end: the fsyncs in between and the
-// slowest one's bucket ("1234 <=3.2ms"), or "-" when there is no reading.
+// what renders the step's column at its end: the fsyncs in between, their
+// mean and the slowest one's bucket ("1234 0.41ms <=3.2ms"), or "-" when
+// there is no reading.
 func FsyncColumn(metrics func() (string, error)) func() string {
 	read := func() (Fsyncs, bool) {
 		if metrics == nil {
@@ -118,6 +133,9 @@ func FsyncColumn(metrics func() (string, error)) func() string {
 			return "-"
 		}
 		n, slowest := f1.Since(f0)
-		return fmt.Sprintf("%d %s", n, FormatSlowest(n, slowest))
+		if n == 0 {
+			return "0"
+		}
+		return fmt.Sprintf("%d %s %s", n, formatSeconds((f1.Sum-f0.Sum)/float64(n)), FormatSlowest(n, slowest))
 	}
 }

@@ -3,6 +3,7 @@ package benchutil
 import (
 	"math"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -45,5 +46,17 @@ func TestFsyncsSince(t *testing.T) {
 	}
 	if _, ok := ParseFsyncs("kamailio has none\n"); ok {
 		t.Error("a text without the histogram parsed")
+	}
+}
+
+func TestFsyncColumn(t *testing.T) {
+	texts := []string{exposition(10, 2, 8, 10, 10, 10), exposition(14, 3, 10, 14, 14, 14)}
+	texts[1] = strings.Replace(texts[1], "_sum 1.5", "_sum 1.501", 1) // 4 fsyncs, 1 ms in all
+	metrics := func() (string, error) { s := texts[0]; texts = texts[1:]; return s, nil }
+	if got := FsyncColumn(metrics)(); got != "4 0.25ms <=0.4ms" {
+		t.Errorf("column %q, want \"4 0.25ms <=0.4ms\"", got)
+	}
+	if got := FsyncColumn(nil)(); got != "-" {
+		t.Errorf("without metrics %q, want \"-\"", got)
 	}
 }

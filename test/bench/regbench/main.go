@@ -107,7 +107,7 @@ func main() {
 		runtime.NumCPU(), benchutil.ReadTrim("/proc/sys/net/core/rmem_max"), peers.LoadAvg())
 	fmt.Println("CPU columns are % of one core over the step (sipp = all clients; other = every other process on the machine);")
 	fmt.Println("rcvbuf = kernel UDP RcvbufErrors during the step (datagrams dropped on a full socket receive buffer).")
-	fmt.Println("fsyncs slowest = the event store's WAL fsyncs during the step and the histogram bucket of the slowest (Tandem only).")
+	fmt.Println("fsyncs mean slowest = the event store's WAL fsyncs during the step, their mean, and the histogram bucket of the slowest (Tandem only).")
 
 	var tBest, kBest int
 	var tRan, kRan bool
@@ -150,7 +150,7 @@ type step struct {
 	sippCPU, serverCPU   time.Duration
 	otherCPU             time.Duration // every other process on the machine
 	rcvbuf               int64
-	fsyncs               string // how many, and the slowest: "123 <=3.2ms"; "-" for Kamailio
+	fsyncs               string // how many, their mean, the slowest: "123 0.41ms <=3.2ms"; "-" for Kamailio
 	clean                bool
 	why                  string
 }
@@ -247,8 +247,8 @@ func benchKamailio(o options, work, scenario string) (int, error) {
 // nearest 500/s), and returns the highest clean rate. Both servers get the
 // same ladder and the same refinement.
 func runSteps(o options, dir, scenario, remote string, server *peers.Proc, serverCPU func() (time.Duration, error)) (int, error) {
-	fmt.Printf("%8s %7s %8s %8s %7s %8s %9s %9s %8s %7s %8s %17s  %s\n",
-		"rate/s", "clients", "calls", "ok", "failed", "retrans", "achieved", "sipp-cpu%", "server%", "other%", "rcvbuf", "fsyncs slowest", "verdict")
+	fmt.Printf("%8s %7s %8s %8s %7s %8s %9s %9s %8s %7s %8s %24s  %s\n",
+		"rate/s", "clients", "calls", "ok", "failed", "retrans", "achieved", "sipp-cpu%", "server%", "other%", "rcvbuf", "fsyncs mean slowest", "verdict")
 	steps := 0
 	try := func(rate int) (bool, error) {
 		if server.Exited() {
@@ -270,7 +270,7 @@ func runSteps(o options, dir, scenario, remote string, server *peers.Proc, serve
 		if !s.clean {
 			verdict = "NOT clean: " + s.why
 		}
-		fmt.Printf("%8d %7d %8d %8d %7d %8d %9.0f %9.0f %8.0f %7.0f %8d %17s  %s\n",
+		fmt.Printf("%8d %7d %8d %8d %7d %8d %9.0f %9.0f %8.0f %7.0f %8d %24s  %s\n",
 			s.rate, s.clients, s.calls, s.ok, s.failed, s.retrans, achieved,
 			benchutil.Pct(s.sippCPU, s.elapsed), benchutil.Pct(s.serverCPU, s.elapsed), benchutil.Pct(s.otherCPU, s.elapsed), s.rcvbuf, s.fsyncs, verdict)
 		return s.clean, nil
