@@ -24,6 +24,26 @@ import (
 // From tag; it keeps no table (ARCHITECTURE.md invariant 7). It is also the
 // actors' call.Transport: client transactions over sipgo.
 
+// countedTx is the transaction a call actor answers on: what it sends
+// is counted in tandem_sip_responses_total like the gateway's own answers.
+type countedTx struct {
+	tx responder
+	m  Metrics
+}
+
+func (c countedTx) Respond(res *sip.Response) error {
+	c.m.SIPResponse(res.StatusCode)
+	return c.tx.Respond(res)
+}
+
+// counted wraps tx for a call actor (as is, without metrics).
+func (g *Gateway) counted(tx responder) call.Responder {
+	if g.opts.Metrics == nil {
+		return tx
+	}
+	return countedTx{tx: tx, m: g.opts.Metrics}
+}
+
 // CallRouter delivers messages to call actors (call.Manager).
 type CallRouter interface {
 	Deliver(id string, msg any) error
@@ -246,7 +266,7 @@ func (g *Gateway) handleInDialog(req *sip.Request, tx responder, id, side string
 		return
 	}
 	done := make(chan struct{})
-	if err := g.calls.Deliver(id, &call.InDialog{Req: req, Tx: tx, Side: side, Leg: leg, Done: done}); err != nil {
+	if err := g.calls.Deliver(id, &call.InDialog{Req: req, Tx: g.counted(tx), Side: side, Leg: leg, Done: done}); err != nil {
 		g.respond(tx, req, 503, "Service Unavailable", [][2]string{{"Retry-After", "5"}})
 		return
 	}
@@ -265,7 +285,7 @@ func (g *Gateway) handleCancel(req *sip.Request, tx responder) {
 	ftag, _ := req.From().Params.Get("tag")
 	id := call.IDFor(callID(req), ftag, req.CSeq().SeqNo)
 	done := make(chan struct{})
-	if err := g.calls.Deliver(id, &call.Cancel{Req: req, Tx: tx, Done: done}); err != nil {
+	if err := g.calls.Deliver(id, &call.Cancel{Req: req, Tx: g.counted(tx), Done: done}); err != nil {
 		g.respond(tx, req, 503, "Service Unavailable", nil)
 		return
 	}
@@ -364,7 +384,7 @@ func (g *Gateway) handleInvite(req *sip.Request, tx responder) {
 	// (call.Invite), so that a CANCEL the caller sends on it is queued
 	// behind the INVITE.
 	done := make(chan struct{})
-	inv := &call.Invite{Req: req, Tx: tx, Caller: "sip:" + res.User + "@" + g.opts.Domain, Callee: calleeAOR, Targets: targets, Done: done}
+	inv := &call.Invite{Req: req, Tx: g.counted(tx), Caller: "sip:" + res.User + "@" + g.opts.Domain, Callee: calleeAOR, Targets: targets, Done: done}
 	if err := g.calls.Deliver(id, inv); err != nil {
 		g.respond(tx, req, 503, "Service Unavailable", [][2]string{{"Retry-After", "5"}})
 		return

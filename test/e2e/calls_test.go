@@ -177,6 +177,12 @@ func TestCalls(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
+	// The call actors' answers are counted with the gateway's.
+	for _, code := range []string{"100", "180", "487"} {
+		if !regexp.MustCompile(`(?m)^tandem_sip_responses_total\{code="` + code + `"\} [1-9][0-9]*$`).MatchString(m) {
+			t.Errorf("metrics lack a non-zero tandem_sip_responses_total for %s", code)
+		}
+	}
 	// Every call event was fsynced: the store's WAL fsyncs are counted.
 	if !regexp.MustCompile(`(?m)^tandem_store_fsync_duration_seconds_count [1-9][0-9]*$`).MatchString(m) {
 		t.Error("metrics lack a non-zero tandem_store_fsync_duration_seconds_count")
