@@ -211,6 +211,15 @@ func (s *slowInvites) Deliver(id string, msg any) error {
 func TestCancelOnTheFirstProvisionalFindsTheInvite(t *testing.T) {
 	quiet := slog.New(slog.DiscardHandler)
 	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
+	// sipgo's server transaction sends a 100 Trying of its own when the
+	// handler has answered nothing within Timer_1xx (200 ms, RFC 3261
+	// 17.2.1); with the INVITE held as long, that 100 raced the actor's,
+	// and a CANCEL sent on it could still get 481 (5 runs in 15). This
+	// test is about the actor's 100, so sipgo's is put off; the README
+	// names the gap that remains.
+	saved := sip.Timer_1xx
+	sip.Timer_1xx = time.Minute
+	t.Cleanup(func() { sip.Timer_1xx = saved })
 	router := &slowInvites{hold: 200 * time.Millisecond}
 	_, addr := startDualGateway(t, func(g *Gateway) {
 		router.m = call.NewManager(sys, call.Config{Store: memstore.New(), Clock: clock.Real{}, Node: "n1", Transport: g, Logger: quiet})

@@ -3,11 +3,14 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -148,21 +151,29 @@ func (c *tcpClient) authorize(t *testing.T, method, ruri, branch string) string 
 // as the example configuration does.
 func startDualGateway(t *testing.T, setup func(*Gateway)) (*Gateway, string) {
 	t.Helper()
-	g, _ := newTestGateway(t)
-	probe, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
+	// A port free for UDP may be taken for TCP (or taken between the probe
+	// and Start): try another one then.
+	for attempt := 0; ; attempt++ {
+		g, _ := newTestGateway(t)
+		probe, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := probe.LocalAddr().String()
+		_ = probe.Close()
+		g.opts.Listen = []string{"udp:" + addr, "tcp:" + addr}
+		if setup != nil {
+			setup(g)
+		}
+		err = g.Start()
+		if err == nil {
+			return g, addr
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 9 {
+			t.Fatal(err)
+		}
+		_ = g.Shutdown(context.Background())
 	}
-	addr := probe.LocalAddr().String()
-	_ = probe.Close()
-	g.opts.Listen = []string{"udp:" + addr, "tcp:" + addr}
-	if setup != nil {
-		setup(g)
-	}
-	if err := g.Start(); err != nil {
-		t.Fatal(err)
-	}
-	return g, addr
 }
 
 // A REGISTER over TCP on an address a UDP socket of ours shares is
