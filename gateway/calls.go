@@ -282,6 +282,8 @@ func (g *Gateway) handleCancel(req *sip.Request, tx responder) {
 		g.respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
 		return
 	}
+	// Its INVITE may be read and not yet with the call (pendinginvite.go).
+	g.pending.wait(req, pendingInviteWait)
 	ftag, _ := req.From().Params.Get("tag")
 	id := call.IDFor(callID(req), ftag, req.CSeq().SeqNo)
 	done := make(chan struct{})
@@ -389,6 +391,7 @@ func (g *Gateway) handleInvite(req *sip.Request, tx responder) {
 		g.respond(tx, req, 503, "Service Unavailable", [][2]string{{"Retry-After", "5"}})
 		return
 	}
+	g.pending.clear(req) // a CANCEL now queues behind it
 	g.waitDone(done, g.opts.InviteWait)
 }
 

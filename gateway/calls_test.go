@@ -209,24 +209,16 @@ func (s *slowInvites) Deliver(id string, msg any) error {
 // 100 could reach the call first and get 481, and the call went on
 // ringing the callee.
 func TestCancelOnTheFirstProvisionalFindsTheInvite(t *testing.T) {
-	quiet := slog.New(slog.DiscardHandler)
-	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
 	// sipgo's server transaction sends a 100 Trying of its own when the
 	// handler has answered nothing within Timer_1xx (200 ms, RFC 3261
 	// 17.2.1); with the INVITE held as long, that 100 raced the actor's,
 	// and a CANCEL sent on it could still get 481 (5 runs in 15). This
-	// test is about the actor's 100, so sipgo's is put off; the README
-	// names the gap that remains.
+	// test is about the actor's 100, so sipgo's is put off
+	// (TestCancelChasingItsInviteFindsIt is about sipgo's).
 	saved := sip.Timer_1xx
 	sip.Timer_1xx = time.Minute
 	t.Cleanup(func() { sip.Timer_1xx = saved })
-	router := &slowInvites{hold: 200 * time.Millisecond}
-	_, addr := startDualGateway(t, func(g *Gateway) {
-		router.m = call.NewManager(sys, call.Config{Store: memstore.New(), Clock: clock.Real{}, Node: "n1", Transport: g, Logger: quiet})
-		g.SetCalls(router)
-		g.opts.Locate = func(string) []string { return []string{"sip:bob@127.0.0.1:9"} }
-	})
-	t.Cleanup(func() { router.m.Stop() })
+	addr := startHeldInvites(t, 200*time.Millisecond)
 	c := dialTCP(t, addr)
 	cred := c.authorize(t, "INVITE", "sip:bob@example.test", "z9hG4bK-cp1")
 	c.send(t, c.request("INVITE", "sip:bob@example.test", "z9hG4bK-cp2", 2, cred))
@@ -235,9 +227,33 @@ func TestCancelOnTheFirstProvisionalFindsTheInvite(t *testing.T) {
 		t.Fatalf("first answer to the INVITE: %v, want 100 Trying", first)
 	}
 	c.send(t, c.request("CANCEL", "sip:bob@example.test", "z9hG4bK-cp2", 2))
+	expectCancelled(t, c, 3*time.Second)
+}
+
+// startHeldInvites starts a UDP and TCP gateway over real call actors that
+// get each INVITE hold late, calling a callee that never answers; it
+// returns the address.
+func startHeldInvites(t *testing.T, hold time.Duration) string {
+	t.Helper()
+	quiet := slog.New(slog.DiscardHandler)
+	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
+	router := &slowInvites{hold: hold}
+	_, addr := startDualGateway(t, func(g *Gateway) {
+		router.m = call.NewManager(sys, call.Config{Store: memstore.New(), Clock: clock.Real{}, Node: "n1", Transport: g, Logger: quiet})
+		g.SetCalls(router)
+		g.opts.Locate = func(string) []string { return []string{"sip:bob@127.0.0.1:9"} }
+	})
+	t.Cleanup(func() { router.m.Stop() })
+	return addr
+}
+
+// expectCancelled reads c until the final answers to a CANCEL and its
+// INVITE, each within d, and wants 200 and 487.
+func expectCancelled(t *testing.T, c *tcpClient, d time.Duration) {
+	t.Helper()
 	finals := map[string]int{}
 	for len(finals) < 2 {
-		r := c.next(t, 3*time.Second)
+		r := c.next(t, d)
 		if r == nil {
 			t.Fatalf("final answers so far %v, want the CANCEL's and the INVITE's", finals)
 		}

@@ -235,6 +235,9 @@ func (g *Gateway) readFilter(p sip.TransportReadProps, data []byte) ([]byte, err
 	}
 	fast, short := classify(data)
 	if !short && !fast {
+		// To sipgo: an initial INVITE among these is marked pending
+		// before sipgo's transaction can send its own 100 Trying.
+		g.pending.markRaw(data, p.RemoteAddr)
 		return data, nil
 	}
 	var conn *udpWriter

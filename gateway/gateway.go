@@ -96,7 +96,10 @@ type Gateway struct {
 	tcp    tcpCancels // CANCELs taken out of TCP streams (tcpcancel.go)
 	fast   fastPath
 	txs    txIndex // sipgo's transactions, for the fast path
-	local  atomic.Pointer[boundLocal]
+	// pending: initial INVITEs read and not yet with their call, which
+	// CANCELs wait for (pendinginvite.go)
+	pending *pendingInvites
+	local   atomic.Pointer[boundLocal]
 	// workers run handlers of requests sipgo's transaction layer passes
 	// us, and follow client transactions (Request).
 	workers *dispatch.Pool
@@ -142,6 +145,8 @@ func New(opts Options) (*Gateway, error) {
 	g := &Gateway{opts: opts, ours: map[string]bool{}, domain: strings.ToLower(opts.Domain), allow: strings.Join(allowed, ", "), closed: make(chan struct{}),
 		workers: dispatch.New(handlerWorkers, 0)}
 	g.tcp = tcpCancels{partial: map[string]*tcpPartial{}, maxBytes: max(2*opts.MaxMessageBytes, 64<<10), take: g.takeTCPCancel, unframed: g.rejectUnframed}
+	g.pending = newPendingInvites()
+	g.tcp.seen = g.pending.markRaw
 	g.fast = fastPath{parser: sip.NewParser(), jobs: make(chan udpJob, fastQueue), conns: map[string]*udpWriter{}, byAddr: map[*net.UDPAddr]*udpWriter{}}
 	g.ours[strings.ToLower(opts.Domain)] = true
 	for _, a := range opts.Aliases {
@@ -342,7 +347,9 @@ func (g *Gateway) serve(req *sip.Request, tx responder, size int) {
 		}
 	}()
 	method := string(req.Method)
-	if req.Method != sip.INVITE {
+	if req.Method == sip.INVITE {
+		defer g.pending.clear(req) // however it was answered
+	} else {
 		// A stateless UAS for everything but INVITE (RFC 3261 8.2.7): the
 		// transaction is dropped once answered instead of being kept for
 		// Timer J (32 s over UDP). A retransmission is answered again, from

@@ -51,6 +51,9 @@ type tcpCancels struct {
 	// unframed is told the header block of a message whose Content-Length
 	// is missing or bad, before the connection is closed. Optional.
 	unframed func(head []byte, remote net.Addr)
+	// seen is shown every other complete message before it is passed on
+	// (to mark INVITEs pending, pendinginvite.go). Optional.
+	seen func(msg []byte, remote net.Addr)
 }
 
 type tcpPartial struct {
@@ -169,8 +172,13 @@ func (t *tcpCancels) split(buf []byte, local, remote net.Addr) (out, rest []byte
 				kept = append(kept, buf[start:pos]...)
 			}
 			t.take(append([]byte(nil), buf[pos:msgEnd]...), local, remote)
-		} else if copied {
-			kept = append(kept, buf[start:msgEnd]...)
+		} else {
+			if t.seen != nil {
+				t.seen(buf[pos:msgEnd], remote)
+			}
+			if copied {
+				kept = append(kept, buf[start:msgEnd]...)
+			}
 		}
 		pos = msgEnd
 	}

@@ -20,11 +20,13 @@ import (
 	"github.com/tandemswitch/tandem/actors/call"
 )
 
-// tcpClient is a SIP client on one TCP connection to the gateway.
+// tcpClient is a SIP client on one TCP connection to the gateway (or,
+// from dialUDP, on a connected UDP socket: one message per datagram).
 type tcpClient struct {
-	conn net.Conn
-	r    *bufio.Reader
-	seq  int
+	conn  net.Conn
+	r     *bufio.Reader
+	seq   int
+	proto string // "TCP" or "UDP"
 }
 
 func dialTCP(t *testing.T, addr string) *tcpClient {
@@ -34,26 +36,40 @@ func dialTCP(t *testing.T, addr string) *tcpClient {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	return &tcpClient{conn: c, r: bufio.NewReader(c)}
+	return &tcpClient{conn: c, r: bufio.NewReader(c), proto: "TCP"}
 }
 
-// request renders a request over TCP; branch and CSeq number are given so
-// that a CANCEL can name its INVITE.
+func dialUDP(t *testing.T, addr string) *tcpClient {
+	t.Helper()
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return &tcpClient{conn: c, r: bufio.NewReaderSize(c, 65535), proto: "UDP"}
+}
+
+// request renders a request; branch and CSeq number are given so that a
+// CANCEL can name its INVITE.
 func (c *tcpClient) request(method, ruri, branch string, cseq int, extra ...string) string {
 	local := c.conn.LocalAddr().String()
 	to := ruri
 	if method == "REGISTER" {
 		to = "sip:alice@example.test"
 	}
+	contact := "Contact: <sip:alice@" + local + ">"
+	if c.proto == "TCP" {
+		contact = "Contact: <sip:alice@" + local + ";transport=tcp>"
+	}
 	hdrs := []string{
 		fmt.Sprintf("%s %s SIP/2.0", method, ruri),
-		fmt.Sprintf("Via: SIP/2.0/TCP %s;branch=%s", local, branch),
+		fmt.Sprintf("Via: SIP/2.0/%s %s;branch=%s", c.proto, local, branch),
 		"Max-Forwards: 70",
 		"From: <sip:alice@example.test>;tag=tf1",
 		"To: <" + to + ">",
 		"Call-ID: tcp-call-" + branch + "@test",
 		fmt.Sprintf("CSeq: %d %s", cseq, method),
-		"Contact: <sip:alice@" + local + ";transport=tcp>",
+		contact,
 	}
 	hdrs = append(hdrs, extra...)
 	return strings.Join(hdrs, "\r\n") + "\r\nContent-Length: 0\r\n\r\n"
@@ -134,7 +150,7 @@ func (c *tcpClient) authorize(t *testing.T, method, ruri, branch string) string 
 		want, challenge, answer = 401, "WWW-Authenticate", "Authorization: "
 	}
 	if res.StatusCode != want || res.GetHeader(challenge) == nil {
-		t.Fatalf("%s without credentials over TCP: %s", method, res.Short())
+		t.Fatalf("%s without credentials over %s: %s", method, c.proto, res.Short())
 	}
 	ch, err := icdigest.ParseChallenge(res.GetHeader(challenge).Value())
 	if err != nil {
