@@ -43,6 +43,9 @@ type relay struct {
 	done   chan struct{}
 	offer  []byte // SDP of the request, for hold
 	method string
+	// resumed: taken up again after a restart (resumeRelay); nothing was
+	// sent for it by this activation.
+	resumed bool
 }
 
 // owedAck is a far side's 2xx whose ACK waits for the answer in the

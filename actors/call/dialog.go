@@ -66,6 +66,10 @@ func (a *callActor) onInDialog(ctx actor.Context, m *InDialog) {
 		a.respondTo(m.Tx, req, 405, "Method Not Allowed", [][2]string{{"Allow", allowMethods}})
 		return
 	}
+	if ri := st.Reinvite; a.relay == nil && req.Method == sip.INVITE && ri != nil && ri.FromSide == m.Side && ri.InCseq == req.CSeq().SeqNo {
+		a.resumeRelay(ctx, m)
+		return
+	}
 	if a.relay != nil {
 		if req.Method == sip.INVITE || req.Method == sip.UPDATE {
 			a.respondTo(m.Tx, req, 491, "Request Pending", nil) // 14.1 glare
@@ -97,6 +101,9 @@ func (a *callActor) onAck(m *InDialog) {
 	if m.Side == "a" && !a.recordCallerAnswer(m.Req) {
 		return
 	}
+	if !a.recordReinviteAnswer(m) {
+		return
+	}
 	if o := a.owed[m.Side]; o != nil && o.inCSeq == m.Req.CSeq().SeqNo {
 		a.payOwed(m.Side, m.Req.Body(), contentType(m.Req))
 	}
@@ -118,6 +125,24 @@ func (a *callActor) recordCallerAnswer(ack *sip.Request) bool {
 	ev := &eventpb.InDialogRelayed{FromSide: "a", Method: "ACK", InCseq: ack.CSeq().SeqNo, OutCseq: l.Attempt.GetCseq(),
 		Leg: l.N, Sdp: ack.Body(), ContentType: contentType(ack)}
 	return a.persist(causeOf(ack), ev) == nil
+}
+
+// recordReinviteAnswer makes durable the answer an ACK brings to a
+// relayed re-INVITE that had no offer (RFC 3261 14.1), the first time it
+// comes, before the far side's ACK reveals it, as recordCallerAnswer does
+// for the initial INVITE: an activation after a restart ACKs the far
+// side's retransmitted 2xx with it (strayReinvite2xx). It returns false
+// when the append failed: nothing may be sent.
+func (a *callActor) recordReinviteAnswer(m *InDialog) bool {
+	st := a.state
+	ri := st.Reinvite
+	if ri == nil || st.Phase != PhaseAnswered || st.ReinviteAnswer != nil || m.Side != ri.FromSide ||
+		m.Req.CSeq().SeqNo != ri.InCseq || len(m.Req.Body()) == 0 {
+		return true
+	}
+	ev := &eventpb.InDialogRelayed{FromSide: m.Side, Method: "ACK", InCseq: ri.InCseq, OutCseq: ri.OutCseq,
+		Leg: ri.Leg, Sdp: m.Req.Body(), ContentType: contentType(m.Req)}
+	return a.persist(causeOf(m.Req), ev) == nil
 }
 
 // payOwed sends the ACK owed to the side opposite to side, carrying body
@@ -215,7 +240,8 @@ func (a *callActor) relayRequest(m *InDialog) {
 		to = "a"
 		outCSeq = st.ACSeq + 1
 	}
-	ev := &eventpb.InDialogRelayed{FromSide: m.Side, Method: string(m.Req.Method), InCseq: m.Req.CSeq().SeqNo, OutCseq: outCSeq}
+	ev := &eventpb.InDialogRelayed{FromSide: m.Side, Method: string(m.Req.Method), InCseq: m.Req.CSeq().SeqNo, OutCseq: outCSeq,
+		DelayedOffer: m.Req.Method == sip.INVITE && len(m.Req.Body()) == 0}
 	if err := a.persist(causeOf(m.Req), ev); err != nil {
 		a.respondTo(m.Tx, m.Req, 500, "Server Internal Error", nil)
 		return
@@ -247,6 +273,60 @@ func (a *callActor) startRelay(m *InDialog, req *sip.Request, side string) {
 	}); err != nil {
 		a.relay = nil
 		a.respondTo(m.Tx, m.Req, 500, "Server Internal Error", nil)
+	}
+}
+
+// resumeRelay takes up again a re-INVITE without an offer that was relayed
+// before a restart (its InDialogRelayed is in the state, the relay itself
+// was in memory), when the requester retransmits it: no new event, and
+// nothing is sent to the far side, which has it (events are durable before
+// the request goes out) and retransmits its 2xx until an ACK. That 2xx,
+// heard as a stray or already held as owed, is relayed to the requester
+// as on the first activation, and the requester's ACK brings the answer.
+// Should the far side say nothing (the crash came between the event and
+// the request), the relay is given up after Timer B (64*T1) with 408.
+func (a *callActor) resumeRelay(ctx actor.Context, m *InDialog) {
+	a.relaySeq++
+	r := &relay{seq: a.relaySeq, side: m.Side, in: m.Req, tx: m.Tx, done: m.Done, method: "INVITE", resumed: true}
+	a.relay = r
+	ri := a.state.Reinvite
+	if o := a.owed[m.Side]; o != nil && o.leg == nil && o.res.CSeq().SeqNo == ri.OutCseq {
+		a.onRelayResponse(ctx, &relayResponse{seq: r.seq, res: o.res})
+		return
+	}
+	a.arm("relay", 64*a.cfg.T1)
+}
+
+// relayGivenUp ends a resumed relay the far side never answered.
+func (a *callActor) relayGivenUp() {
+	r := a.relay
+	if r == nil || !r.resumed {
+		return
+	}
+	a.relay = nil
+	a.respondTo(r.tx, r.in, 408, "Request Timeout", nil)
+	closeDone(r.done)
+}
+
+// strayReinvite2xx handles a 2xx no relay claimed (an activation after a
+// restart) to the relayed re-INVITE without an offer: the answer recorded
+// from the requester's ACK goes in the ACK; without one, it is never ACKed
+// empty (the far side would have an offer never answered): a resumed relay
+// takes it to the requester, or it is held as owed until the requester's
+// ACK or its retransmitted re-INVITE (resumeRelay).
+func (a *callActor) strayReinvite2xx(ctx actor.Context, res *sip.Response, side string) {
+	st := a.state
+	ri := st.Reinvite
+	switch {
+	case st.ReinviteAnswer != nil:
+		a.ackRelayedWith(res, side, st.ReinviteAnswer.Sdp, st.ReinviteAnswer.ContentType)
+	case st.Phase != PhaseAnswered:
+		a.ackRelayedWith(res, side, nil, "") // the call is over: no answer is coming
+	case a.relay != nil && a.relay.resumed:
+		a.disarm("relay")
+		a.onRelayResponse(ctx, &relayResponse{seq: a.relay.seq, res: res})
+	case a.owed[ri.FromSide] == nil:
+		a.owed[ri.FromSide] = &owedAck{res: res, inCSeq: ri.InCseq}
 	}
 }
 
@@ -473,6 +553,10 @@ func (a *callActor) onStray(ctx actor.Context, m *Stray) {
 		}
 	}
 	if cs.MethodName == sip.INVITE && res.StatusCode >= 200 && res.StatusCode < 300 {
+		if ri := a.state.Reinvite; ri != nil && m.Side != ri.FromSide && cs.SeqNo == ri.OutCseq {
+			a.strayReinvite2xx(ctx, res, m.Side)
+			return
+		}
 		a.ackRelayed(res, nil) // a retransmitted 2xx to a re-INVITE
 	}
 }

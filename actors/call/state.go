@@ -101,6 +101,10 @@ type State struct {
 	// CallerAnswer: for a delayed offer (the caller's INVITE had no SDP),
 	// the caller's ACK that brought the answer, once relayed; nil before.
 	CallerAnswer *eventpb.InDialogRelayed
+	// Reinvite: the last re-INVITE relayed without an offer, until the
+	// next offer is relayed (nil when it had one), and ReinviteAnswer the
+	// requester's ACK that brought the answer, once relayed; nil before.
+	Reinvite, ReinviteAnswer *eventpb.InDialogRelayed
 }
 
 // DelayedOffer tells whether the caller's INVITE carried no offer, so that
@@ -185,6 +189,15 @@ func (s *State) Apply(version uint64, t time.Time, ev proto.Message) error {
 	case *eventpb.InDialogRelayed:
 		if e.Method == "ACK" && e.FromSide == "a" && s.Phase != PhaseNone && e.InCseq == s.Started.GetALeg().GetCseq() {
 			s.CallerAnswer = e
+		}
+		switch {
+		case e.Method == "INVITE" || e.Method == "UPDATE": // a new offer-answer exchange
+			s.Reinvite, s.ReinviteAnswer = nil, nil
+			if e.Method == "INVITE" && e.DelayedOffer {
+				s.Reinvite = e
+			}
+		case e.Method == "ACK" && s.Reinvite != nil && e.FromSide == s.Reinvite.FromSide && e.InCseq == s.Reinvite.InCseq:
+			s.ReinviteAnswer = e
 		}
 		if e.FromSide == "a" {
 			l := s.WinningLeg()

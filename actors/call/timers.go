@@ -51,6 +51,8 @@ func (a *callActor) onTimer(ctx actor.Context, m *timerMsg) {
 		if a.state.Phase == PhaseTrying && a.broken == nil {
 			a.fail(ctx, "no_answer", 480, "Temporarily Unavailable", CauseNoAnswer, "no answer", timerCause("noanswer"))
 		}
+	case "relay":
+		a.relayGivenUp()
 	case "session":
 		if a.state.Phase != PhaseAnswered || a.broken != nil {
 			return

@@ -746,8 +746,14 @@ type InDialogRelayed struct {
 	// INVITE had no SDP, the callee's 2xx brought the offer; RFC 3261
 	// 13.2.1): the answer, relayed in the callee's ACK. Recorded so that an
 	// activation after a restart ACKs a retransmitted 2xx with it.
-	Sdp           []byte `protobuf:"bytes,6,opt,name=sdp,proto3" json:"sdp,omitempty"`
-	ContentType   string `protobuf:"bytes,7,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	Sdp         []byte `protobuf:"bytes,6,opt,name=sdp,proto3" json:"sdp,omitempty"`
+	ContentType string `protobuf:"bytes,7,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	// For a re-INVITE: it carried no offer, so the far side's 2xx brings the
+	// offer and the requester's ACK the answer (RFC 3261 14.1), which is
+	// then recorded the same way (an InDialogRelayed for the ACK with its
+	// sdp). An activation after a restart uses both to ACK a retransmitted
+	// 2xx with the answer, never without it.
+	DelayedOffer  bool `protobuf:"varint,8,opt,name=delayed_offer,json=delayedOffer,proto3" json:"delayed_offer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -829,6 +835,13 @@ func (x *InDialogRelayed) GetContentType() string {
 		return x.ContentType
 	}
 	return ""
+}
+
+func (x *InDialogRelayed) GetDelayedOffer() bool {
+	if x != nil {
+		return x.DelayedOffer
+	}
+	return false
 }
 
 // HoldChanged: a relayed offer changed a side's media direction
@@ -1206,7 +1219,7 @@ const file_eventpb_call_proto_rawDesc = "" +
 	"\x04code\x18\x02 \x01(\rR\x04code\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\" \n" +
 	"\fCallAnswered\x12\x10\n" +
-	"\x03leg\x18\x01 \x01(\rR\x03leg\"\xc1\x01\n" +
+	"\x03leg\x18\x01 \x01(\rR\x03leg\"\xe6\x01\n" +
 	"\x0fInDialogRelayed\x12\x1b\n" +
 	"\tfrom_side\x18\x01 \x01(\tR\bfromSide\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x17\n" +
@@ -1214,7 +1227,8 @@ const file_eventpb_call_proto_rawDesc = "" +
 	"\bout_cseq\x18\x04 \x01(\rR\aoutCseq\x12\x10\n" +
 	"\x03leg\x18\x05 \x01(\rR\x03leg\x12\x10\n" +
 	"\x03sdp\x18\x06 \x01(\fR\x03sdp\x12!\n" +
-	"\fcontent_type\x18\a \x01(\tR\vcontentType\"O\n" +
+	"\fcontent_type\x18\a \x01(\tR\vcontentType\x12#\n" +
+	"\rdelayed_offer\x18\b \x01(\bR\fdelayedOffer\"O\n" +
 	"\vHoldChanged\x12\x0e\n" +
 	"\x02by\x18\x01 \x01(\tR\x02by\x12\x12\n" +
 	"\x04held\x18\x02 \x01(\bR\x04held\x12\x1c\n" +
