@@ -7,12 +7,14 @@ package call
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/emiago/sipgo/sip"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tandemswitch/tandem/events/eventpb"
+	"github.com/tandemswitch/tandem/internal/siphdr"
 )
 
 func (a *callActor) onInDialog(ctx actor.Context, m *InDialog) {
@@ -242,6 +244,12 @@ func (a *callActor) relayRequest(m *InDialog) {
 	}
 	ev := &eventpb.InDialogRelayed{FromSide: m.Side, Method: string(m.Req.Method), InCseq: m.Req.CSeq().SeqNo, OutCseq: outCSeq,
 		DelayedOffer: m.Req.Method == sip.INVITE && len(m.Req.Body()) == 0}
+	if ev.DelayedOffer {
+		for _, h := range siphdr.All(m.Req, "Via") {
+			ev.Via = append(ev.Via, h.Value())
+		}
+		ev.Source = strings.ToLower(m.Req.Transport()) + ":" + m.Req.Source()
+	}
 	if err := a.persist(causeOf(m.Req), ev); err != nil {
 		a.respondTo(m.Tx, m.Req, 500, "Server Internal Error", nil)
 		return
@@ -325,9 +333,45 @@ func (a *callActor) strayReinvite2xx(ctx actor.Context, res *sip.Response, side 
 	case a.relay != nil && a.relay.resumed:
 		a.disarm("relay")
 		a.onRelayResponse(ctx, &relayResponse{seq: a.relay.seq, res: res})
+	case a.relay == nil && len(ri.Via) > 0:
+		// Nobody holds the requester's transaction: answer its re-INVITE
+		// rebuilt from the event (the 2xx is retransmitted until the ACK,
+		// which brings the answer), as the first activation would have.
+		a.relaySeq++
+		a.relay = &relay{seq: a.relaySeq, side: ri.FromSide, in: a.reinviteFromState(ri), method: "INVITE", resumed: true}
+		a.onRelayResponse(ctx, &relayResponse{seq: a.relaySeq, res: res})
 	case a.owed[ri.FromSide] == nil:
 		a.owed[ri.FromSide] = &owedAck{res: res, inCSeq: ri.InCseq}
 	}
+}
+
+// reinviteFromState rebuilds the re-INVITE ri relayed from the requester's
+// headers recorded in it and the dialog's, enough to address responses.
+func (a *callActor) reinviteFromState(ri *eventpb.InDialogRelayed) *sip.Request {
+	m := newMsg("INVITE", "sip:"+a.localTag(ri.FromSide)+"@invalid")
+	for _, v := range ri.Via {
+		m.h("Via", v)
+	}
+	if ri.FromSide == "a" {
+		al := a.state.Started.GetALeg()
+		m.h("From", al.GetFrom())
+		m.h("To", al.GetTo()+";tag="+al.GetLocalTag())
+		m.h("Call-ID", al.GetCallId())
+	} else if l := a.state.WinningLeg(); l != nil && l.Answered != nil {
+		m.h("From", l.Attempt.GetTo()+";tag="+l.Answered.RemoteTag)
+		m.h("To", l.Attempt.GetFrom())
+		m.h("Call-ID", l.Attempt.GetCallId())
+	}
+	m.h("CSeq", fmt.Sprintf("%d INVITE", ri.InCseq))
+	req, err := m.request("", nil)
+	if err != nil {
+		req = sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", Host: "invalid"})
+	}
+	if tr, src, ok := strings.Cut(ri.Source, ":"); ok {
+		req.SetTransport(strings.ToUpper(tr))
+		req.SetSource(src)
+	}
+	return req
 }
 
 func (a *callActor) onRelayResponse(ctx actor.Context, m *relayResponse) {

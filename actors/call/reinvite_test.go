@@ -152,6 +152,28 @@ func TestDelayedOfferReinviteAfterRestart(t *testing.T) {
 		r2.deliver(id, stray(out))
 		ackedWithAnswer(r2, 2)
 	})
+	t.Run("crash after the 2xx went to the caller, its ACK lost", func(t *testing.T) {
+		r, id, out, on, re := start(t)
+		on(ok200(out), nil)
+		closed(t, re.Done)
+		r2 := restart(r, id)
+		// No one holds the caller's transaction now: the callee's 2xx
+		// goes to the caller, answering its re-INVITE rebuilt from the
+		// event, and again after T1, until the caller ACKs it.
+		r2.deliver(id, stray(out))
+		waitFor(t, "2xx to the caller", func() bool { return len(r2.tp.written("200")) == 1 })
+		ok := r2.tp.written("200")[0].(*sip.Response)
+		if ok.CSeq().SeqNo != reCSeq || ok.CallID().Value() != "ca@10.1.1.1" || len(ok.Body()) == 0 ||
+			!strings.Contains(ok.Via().Value(), "z9hG4bKri4") {
+			t.Fatalf("2xx to the caller: %s", ok)
+		}
+		noNewACK(r2, 0)
+		r2.clk.Advance(600 * time.Millisecond)
+		waitFor(t, "2xx retransmitted", func() bool { return len(r2.tp.written("200")) == 2 })
+		r2.deliver(id, callerReinviteAck(t, id, reCSeq))
+		ackedWithAnswer(r2, 1)
+		waitFor(t, "retransmission stopped", func() bool { return r2.clk.Pending() == 0 })
+	})
 	t.Run("crash before the callee's 2xx", func(t *testing.T) {
 		r, id, out, _, _ := start(t)
 		r2 := restart(r, id)

@@ -753,7 +753,13 @@ type InDialogRelayed struct {
 	// then recorded the same way (an InDialogRelayed for the ACK with its
 	// sdp). An activation after a restart uses both to ACK a retransmitted
 	// 2xx with the answer, never without it.
-	DelayedOffer  bool `protobuf:"varint,8,opt,name=delayed_offer,json=delayedOffer,proto3" json:"delayed_offer,omitempty"`
+	DelayedOffer bool `protobuf:"varint,8,opt,name=delayed_offer,json=delayedOffer,proto3" json:"delayed_offer,omitempty"`
+	// For a re-INVITE without an offer: the requester's Via headers and
+	// transport source ("udp:10.1.1.1:5070"), enough to answer it from the
+	// events (the far side's 2xx, heard by an activation after a restart,
+	// goes to the requester and is retransmitted until its ACK).
+	Via           []string `protobuf:"bytes,9,rep,name=via,proto3" json:"via,omitempty"`
+	Source        string   `protobuf:"bytes,10,opt,name=source,proto3" json:"source,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -842,6 +848,20 @@ func (x *InDialogRelayed) GetDelayedOffer() bool {
 		return x.DelayedOffer
 	}
 	return false
+}
+
+func (x *InDialogRelayed) GetVia() []string {
+	if x != nil {
+		return x.Via
+	}
+	return nil
+}
+
+func (x *InDialogRelayed) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
 }
 
 // HoldChanged: a relayed offer changed a side's media direction
@@ -1219,7 +1239,7 @@ const file_eventpb_call_proto_rawDesc = "" +
 	"\x04code\x18\x02 \x01(\rR\x04code\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\" \n" +
 	"\fCallAnswered\x12\x10\n" +
-	"\x03leg\x18\x01 \x01(\rR\x03leg\"\xe6\x01\n" +
+	"\x03leg\x18\x01 \x01(\rR\x03leg\"\x90\x02\n" +
 	"\x0fInDialogRelayed\x12\x1b\n" +
 	"\tfrom_side\x18\x01 \x01(\tR\bfromSide\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x17\n" +
@@ -1228,7 +1248,10 @@ const file_eventpb_call_proto_rawDesc = "" +
 	"\x03leg\x18\x05 \x01(\rR\x03leg\x12\x10\n" +
 	"\x03sdp\x18\x06 \x01(\fR\x03sdp\x12!\n" +
 	"\fcontent_type\x18\a \x01(\tR\vcontentType\x12#\n" +
-	"\rdelayed_offer\x18\b \x01(\bR\fdelayedOffer\"O\n" +
+	"\rdelayed_offer\x18\b \x01(\bR\fdelayedOffer\x12\x10\n" +
+	"\x03via\x18\t \x03(\tR\x03via\x12\x16\n" +
+	"\x06source\x18\n" +
+	" \x01(\tR\x06source\"O\n" +
 	"\vHoldChanged\x12\x0e\n" +
 	"\x02by\x18\x01 \x01(\tR\x02by\x12\x12\n" +
 	"\x04held\x18\x02 \x01(\bR\x04held\x12\x1c\n" +
