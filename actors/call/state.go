@@ -101,9 +101,9 @@ type State struct {
 	// CallerAnswer: for a delayed offer (the caller's INVITE had no SDP),
 	// the caller's ACK that brought the answer, once relayed; nil before.
 	CallerAnswer *eventpb.InDialogRelayed
-	// Reinvite: the last re-INVITE relayed without an offer, until the
-	// next offer is relayed (nil when it had one), and ReinviteAnswer the
-	// requester's ACK that brought the answer, once relayed; nil before.
+	// Reinvite: the last re-INVITE relayed, when it had no offer (nil when
+	// it had one), and ReinviteAnswer the requester's ACK that brought the
+	// answer, once relayed; nil before.
 	Reinvite, ReinviteAnswer *eventpb.InDialogRelayed
 }
 
@@ -191,9 +191,9 @@ func (s *State) Apply(version uint64, t time.Time, ev proto.Message) error {
 			s.CallerAnswer = e
 		}
 		switch {
-		case e.Method == "INVITE" || e.Method == "UPDATE": // a new offer-answer exchange
+		case e.Method == "INVITE": // the next re-INVITE ends the last one's exchange
 			s.Reinvite, s.ReinviteAnswer = nil, nil
-			if e.Method == "INVITE" && e.DelayedOffer {
+			if e.DelayedOffer {
 				s.Reinvite = e
 			}
 		case e.Method == "ACK" && s.Reinvite != nil && e.FromSide == s.Reinvite.FromSide && e.InCseq == s.Reinvite.InCseq:
