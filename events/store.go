@@ -41,6 +41,11 @@ type Store interface {
 	// in version order. A stream that does not exist reads as empty.
 	ReadStream(ctx context.Context, stream string, from uint64, max int) ([]*eventpb.Envelope, error)
 
+	// StreamVersion returns the version of stream's last durable event, 0
+	// when the stream does not exist. With ReadStream it reads a stream's
+	// newest events without reading the rest (the registrar's snapshots).
+	StreamVersion(ctx context.Context, stream string) (uint64, error)
+
 	// ReadAll returns up to max events with position >= from, in global
 	// order, never beyond the last durable position.
 	ReadAll(ctx context.Context, from uint64, max int) ([]*eventpb.Envelope, error)

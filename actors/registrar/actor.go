@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -29,6 +30,12 @@ type Config struct {
 	// RequestTimeout bounds how long Register waits for the actor.
 	// Default 5 s.
 	RequestTimeout time.Duration
+	// SnapshotEvery: an actor writes a snapshot of its state (stream
+	// regsnap-<aor>) once this many events followed the last one, so that
+	// an activation replays only what came after it instead of a stream
+	// that grows by an event per refresh for as long as the phone is
+	// registered. Default 100; negative disables snapshots.
+	SnapshotEvery int
 	// Dispatcher runs the actors' mailboxes; default protoactor's (a new
 	// goroutine per schedule). The node passes a dispatch.Pool.
 	Dispatcher actor.Dispatcher
@@ -91,6 +98,9 @@ func NewRegistry(system *actor.ActorSystem, cfg Config) *Registry {
 	}
 	if cfg.RequestTimeout == 0 {
 		cfg.RequestTimeout = 5 * time.Second
+	}
+	if cfg.SnapshotEvery == 0 {
+		cfg.SnapshotEvery = 100
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -235,6 +245,10 @@ type regActor struct {
 	timer   clock.Timer
 	armedAt time.Time // when timer fires
 	retired bool      // fenced, failed or passivated: answers errRetired
+	// snapAt is the stream version of the last snapshot read or written;
+	// snapping is set while one is being written.
+	snapAt   uint64
+	snapping atomic.Bool
 }
 
 func (a *regActor) Receive(ctx actor.Context) {
@@ -282,10 +296,16 @@ func (a *regActor) retire(ctx actor.Context) {
 	a.r.retire(a.aor, ctx.Self())
 }
 
-// load replays the AOR's stream into the state.
+// load replays the AOR's stream into the state: from its newest snapshot
+// on when there is one.
 func (a *regActor) load() error {
 	stream := StreamName(a.aor)
 	from := uint64(1)
+	if snap := a.readSnapshot(); snap != nil {
+		a.state.Restore(snap)
+		a.snapAt = snap.GetVersion()
+		from = a.state.Version + 1
+	}
 	for {
 		evs, err := a.r.cfg.Store.ReadStream(context.Background(), stream, from, 512)
 		if err != nil {
@@ -378,7 +398,62 @@ func (a *regActor) persist(ctx actor.Context, evs []proto.Message, now time.Time
 	}
 	a.state.Version = res.Version
 	a.arm(ctx)
+	a.maybeSnapshot()
 	return nil
+}
+
+// readSnapshot returns the AOR's newest snapshot, or nil when there is none
+// or it cannot be used: the activation then replays the whole stream.
+func (a *regActor) readSnapshot() *eventpb.RegistrationSnapshot {
+	if a.r.cfg.SnapshotEvery < 0 {
+		return nil
+	}
+	ctx := context.Background()
+	st, name := a.r.cfg.Store, SnapshotStreamName(a.aor)
+	v, err := st.StreamVersion(ctx, name)
+	if err != nil || v == 0 {
+		if err != nil {
+			a.r.cfg.Logger.Warn("registration snapshot not read; replaying the whole stream", "aor", a.aor, "err", err)
+		}
+		return nil
+	}
+	evs, err := st.ReadStream(ctx, name, v, 1)
+	if err != nil || len(evs) != 1 {
+		a.r.cfg.Logger.Warn("registration snapshot not read; replaying the whole stream", "aor", a.aor, "err", err)
+		return nil
+	}
+	msg, err := events.Unwrap(evs[0])
+	snap, ok := msg.(*eventpb.RegistrationSnapshot)
+	if err != nil || !ok || snap.GetAor() != a.aor {
+		a.r.cfg.Logger.Warn("registration snapshot unusable; replaying the whole stream", "aor", a.aor, "type", evs[0].GetType(), "err", err)
+		return nil
+	}
+	return snap
+}
+
+// maybeSnapshot writes a snapshot once SnapshotEvery events followed the
+// last, off the actor's goroutine (the REGISTER that crossed the mark is
+// not kept waiting for a second fsync), one at a time. A snapshot is
+// derived from events already durable, so any writer's is right: it is
+// appended at any version, and one that fails is only logged (the next
+// activation replays a little more).
+func (a *regActor) maybeSnapshot() {
+	every := a.r.cfg.SnapshotEvery
+	if every < 0 || a.state.Version < a.snapAt+uint64(every) || !a.snapping.CompareAndSwap(false, true) {
+		return
+	}
+	a.snapAt = a.state.Version
+	env, err := events.Wrap(a.state.Snapshot(), a.r.cfg.Clock.Now(), a.r.cfg.Node, nil)
+	if err != nil {
+		a.snapping.Store(false)
+		return
+	}
+	go func() {
+		defer a.snapping.Store(false)
+		if _, err := a.r.cfg.Store.Append(context.Background(), SnapshotStreamName(a.aor), events.AnyVersion, []*eventpb.Envelope{env}); err != nil {
+			a.r.cfg.Logger.Warn("registration snapshot not written", "aor", a.aor, "err", err)
+		}
+	}()
 }
 
 // arm makes sure the expiry timer fires no later than the earliest

@@ -146,6 +146,29 @@ func (s *State) remove(key string) {
 	}
 }
 
+// SnapshotStreamName is the stream of aor's registration snapshots.
+func SnapshotStreamName(aor string) string { return "regsnap-" + aor }
+
+// Snapshot returns the state as a RegistrationSnapshot.
+func (s *State) Snapshot() *eventpb.RegistrationSnapshot {
+	snap := &eventpb.RegistrationSnapshot{Aor: s.AOR, Version: s.Version}
+	for _, b := range s.Binds {
+		snap.Bindings = append(snap.Bindings, &eventpb.Binding{
+			Contact: b.Contact, ExpiresAt: timestamppb.New(b.ExpiresAt), QMilli: b.QMilli,
+			CallId: b.CallID, Cseq: b.CSeq, UserAgent: b.UserAgent, Source: b.Source, Params: b.Params,
+		})
+	}
+	return snap
+}
+
+// Restore makes the state the one snap records.
+func (s *State) Restore(snap *eventpb.RegistrationSnapshot) {
+	*s = State{AOR: snap.GetAor(), Version: snap.GetVersion()}
+	for _, b := range snap.GetBindings() {
+		s.upsert(b)
+	}
+}
+
 func (s *State) clone() State {
 	c := *s
 	c.Binds = append([]Binding(nil), s.Binds...)

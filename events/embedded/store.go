@@ -419,6 +419,42 @@ func (s *Store) acquire() error {
 
 func (s *Store) release() { s.dbMu.RUnlock() }
 
+// StreamVersion returns the version of stream's last durable event (see
+// events.Store): a reverse seek on its index keys, skipping any of a group
+// that is written but not yet published.
+func (s *Store) StreamVersion(ctx context.Context, stream string) (uint64, error) {
+	if err := s.acquire(); err != nil {
+		return 0, err
+	}
+	defer s.release()
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if stream == "" {
+		return 0, nil
+	}
+	head := s.head.Load()
+	prefix := streamPrefix(nil, stream)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: upperBound(prefix)})
+	if err != nil {
+		return 0, fmt.Errorf("embedded: version of stream %q: %w", stream, err)
+	}
+	defer it.Close()
+	for ok := it.Last(); ok; ok = it.Prev() {
+		st, v, okKey := parseStreamKey(it.Key())
+		if !okKey || st != stream || len(it.Value()) < 8 {
+			return 0, fmt.Errorf("%w: stream %q: index entry %x does not parse as this stream's", events.ErrCorrupt, stream, it.Key())
+		}
+		if binary.BigEndian.Uint64(it.Value()) <= head {
+			return v, nil
+		}
+	}
+	if err := it.Error(); err != nil {
+		return 0, fmt.Errorf("embedded: version of stream %q: %w", stream, err)
+	}
+	return 0, nil
+}
+
 // ReadStream returns up to max events of stream with version >= from (see
 // events.Store). max <= 0 reads nothing.
 func (s *Store) ReadStream(ctx context.Context, stream string, from uint64, max int) ([]*eventpb.Envelope, error) {

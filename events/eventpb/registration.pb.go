@@ -387,6 +387,72 @@ func (x *BindingExpired) GetExpiredAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// RegistrationSnapshot: the state of an address of record after the event
+// at version `version` of its stream reg-<aor>, kept in the stream
+// regsnap-<aor> so that an activation replays only the events after it.
+// Derived data, like a projection: the reg- stream holds the facts, and an
+// activation that finds no snapshot, or one it cannot use, replays the
+// whole stream.
+type RegistrationSnapshot struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Aor           string                 `protobuf:"bytes,1,opt,name=aor,proto3" json:"aor,omitempty"`
+	Version       uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Bindings      []*Binding             `protobuf:"bytes,3,rep,name=bindings,proto3" json:"bindings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegistrationSnapshot) Reset() {
+	*x = RegistrationSnapshot{}
+	mi := &file_eventpb_registration_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegistrationSnapshot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegistrationSnapshot) ProtoMessage() {}
+
+func (x *RegistrationSnapshot) ProtoReflect() protoreflect.Message {
+	mi := &file_eventpb_registration_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegistrationSnapshot.ProtoReflect.Descriptor instead.
+func (*RegistrationSnapshot) Descriptor() ([]byte, []int) {
+	return file_eventpb_registration_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RegistrationSnapshot) GetAor() string {
+	if x != nil {
+		return x.Aor
+	}
+	return ""
+}
+
+func (x *RegistrationSnapshot) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *RegistrationSnapshot) GetBindings() []*Binding {
+	if x != nil {
+		return x.Bindings
+	}
+	return nil
+}
+
 var File_eventpb_registration_proto protoreflect.FileDescriptor
 
 const file_eventpb_registration_proto_rawDesc = "" +
@@ -419,7 +485,11 @@ const file_eventpb_registration_proto_rawDesc = "" +
 	"\x03aor\x18\x01 \x01(\tR\x03aor\x12\x18\n" +
 	"\acontact\x18\x02 \x01(\tR\acontact\x129\n" +
 	"\n" +
-	"expired_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiredAtB/Z-github.com/tandemswitch/tandem/events/eventpbb\x06proto3"
+	"expired_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiredAt\"y\n" +
+	"\x14RegistrationSnapshot\x12\x10\n" +
+	"\x03aor\x18\x01 \x01(\tR\x03aor\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x125\n" +
+	"\bbindings\x18\x03 \x03(\v2\x19.tandem.events.v1.BindingR\bbindingsB/Z-github.com/tandemswitch/tandem/events/eventpbb\x06proto3"
 
 var (
 	file_eventpb_registration_proto_rawDescOnce sync.Once
@@ -433,25 +503,27 @@ func file_eventpb_registration_proto_rawDescGZIP() []byte {
 	return file_eventpb_registration_proto_rawDescData
 }
 
-var file_eventpb_registration_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_eventpb_registration_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_eventpb_registration_proto_goTypes = []any{
 	(*Binding)(nil),               // 0: tandem.events.v1.Binding
 	(*BindingAdded)(nil),          // 1: tandem.events.v1.BindingAdded
 	(*BindingRefreshed)(nil),      // 2: tandem.events.v1.BindingRefreshed
 	(*BindingRemoved)(nil),        // 3: tandem.events.v1.BindingRemoved
 	(*BindingExpired)(nil),        // 4: tandem.events.v1.BindingExpired
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*RegistrationSnapshot)(nil),  // 5: tandem.events.v1.RegistrationSnapshot
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
 }
 var file_eventpb_registration_proto_depIdxs = []int32{
-	5, // 0: tandem.events.v1.Binding.expires_at:type_name -> google.protobuf.Timestamp
+	6, // 0: tandem.events.v1.Binding.expires_at:type_name -> google.protobuf.Timestamp
 	0, // 1: tandem.events.v1.BindingAdded.binding:type_name -> tandem.events.v1.Binding
 	0, // 2: tandem.events.v1.BindingRefreshed.binding:type_name -> tandem.events.v1.Binding
-	5, // 3: tandem.events.v1.BindingExpired.expired_at:type_name -> google.protobuf.Timestamp
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	6, // 3: tandem.events.v1.BindingExpired.expired_at:type_name -> google.protobuf.Timestamp
+	0, // 4: tandem.events.v1.RegistrationSnapshot.bindings:type_name -> tandem.events.v1.Binding
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_eventpb_registration_proto_init() }
@@ -465,7 +537,7 @@ func file_eventpb_registration_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eventpb_registration_proto_rawDesc), len(file_eventpb_registration_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -90,6 +90,16 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from uint64, max 
 	return out, nil
 }
 
+// StreamVersion implements events.Store.
+func (s *Store) StreamVersion(ctx context.Context, stream string) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, events.ErrClosed
+	}
+	return uint64(len(s.streams[stream])), nil
+}
+
 // ReadAll implements events.Store.
 func (s *Store) ReadAll(ctx context.Context, from uint64, max int) ([]*eventpb.Envelope, error) {
 	s.mu.Lock()

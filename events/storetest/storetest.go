@@ -52,6 +52,7 @@ func Run(t *testing.T, f Factory) {
 		{"MultiEventAppendAtomic", testMultiEventAtomic},
 		{"InvalidAppends", testInvalidAppends},
 		{"ReadStream", testReadStream},
+		{"StreamVersion", testStreamVersion},
 		{"ReadAll", testReadAll},
 		{"RaceSameStream", testRaceSameStream},
 		{"ConcurrentDistinctStreams", testConcurrentDistinctStreams},
@@ -386,6 +387,37 @@ func testReadStream(t *testing.T, f Factory) {
 	mustAppend(t, s, "s\x00", events.NoStream, evs("s01"))
 	equal(t, "ReadStream s beside ss", readStream(t, s, "s", 0, 100), sEvs)
 	equal(t, "ReadStream ss", readStream(t, s, "ss", 0, 100), []*eventpb.Envelope{want("ss1", "ss", 1, 21)})
+}
+
+func testStreamVersion(t *testing.T, f Factory) {
+	s, _ := open(t, f)
+	version := func(stream string) uint64 {
+		t.Helper()
+		v, err := s.StreamVersion(ctxT(t), stream)
+		if err != nil {
+			t.Fatalf("StreamVersion(%q): %v", stream, err)
+		}
+		return v
+	}
+	if v := version("s"); v != 0 {
+		t.Fatalf("StreamVersion of a missing stream = %d, want 0", v)
+	}
+	fill(t, s, 10)
+	mustAppend(t, s, "ss", events.NoStream, evs("ss1", "ss2"))
+	mustAppend(t, s, "s", 10, evs("s11"))
+	if v := version("s"); v != 11 {
+		t.Fatalf("StreamVersion(s) = %d, want 11", v)
+	}
+	if v := version("ss"); v != 2 {
+		t.Fatalf("StreamVersion(ss) = %d, want 2 (a stream whose name extends another's is its own)", v)
+	}
+	if v := version("s\x00"); v != 0 {
+		t.Fatalf("StreamVersion(s\\x00) = %d, want 0", v)
+	}
+	// The version read is one ReadStream finds.
+	if got := readStream(t, s, "s", version("s"), 1); len(got) != 1 || got[0].GetVersion() != 11 {
+		t.Fatalf("ReadStream at StreamVersion: %v", got)
+	}
 }
 
 func testReadAll(t *testing.T, f Factory) {
