@@ -180,6 +180,12 @@ func (g *Gateway) Write(m sip.Message) error {
 		return g.client.WriteRequest(req, noBuild)
 	}
 	res := m.(*sip.Response)
+	// Sent without a transaction (a 2xx retransmitted until its ACK, an
+	// answer from state after a restart): counted here, as countedTx
+	// counts those sent on one.
+	if g.opts.Metrics != nil {
+		g.opts.Metrics.SIPResponse(res.StatusCode)
+	}
 	if !strings.EqualFold(res.Transport(), "UDP") {
 		return g.srv.WriteResponse(res)
 	}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -263,5 +264,47 @@ func expectCancelled(t *testing.T, c *tcpClient, d time.Duration) {
 	}
 	if finals["CANCEL"] != 200 || finals["INVITE"] != 487 {
 		t.Fatalf("CANCEL answered %d and INVITE %d, want 200 and 487", finals["CANCEL"], finals["INVITE"])
+	}
+}
+
+// codeCounter is a Metrics that keeps the response codes counted.
+type codeCounter struct {
+	mu    sync.Mutex
+	codes []int
+}
+
+func (c *codeCounter) SIPRequest(string) {}
+func (c *codeCounter) SIPResponse(code int) {
+	c.mu.Lock()
+	c.codes = append(c.codes, code)
+	c.mu.Unlock()
+}
+
+// A response a call actor writes without a transaction (a 2xx it
+// retransmits until the ACK) is counted in tandem_sip_responses_total, as
+// those sent on a transaction are; it was not.
+func TestResponsesWrittenWithoutTransactionAreCounted(t *testing.T) {
+	m := &codeCounter{}
+	tg := startGatewayWith(t, func(g *Gateway) { g.opts.Metrics = m })
+	req := tg.request("INVITE", "sip:bob@example.test")
+	msg, err := sip.ParseMessage([]byte(req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := sip.NewResponseFromRequest(msg.(*sip.Request), 200, "OK", nil)
+	res.SetTransport("UDP")
+	res.SetDestination(tg.conn.LocalAddr().String())
+	if err := tg.g.Write(res); err != nil {
+		t.Fatal(err)
+	}
+	_ = tg.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	buf := make([]byte, 65535)
+	if _, _, err := tg.conn.ReadFromUDP(buf); err != nil {
+		t.Fatalf("the response never came: %v", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.codes) != 1 || m.codes[0] != 200 {
+		t.Fatalf("counted %v, want [200]", m.codes)
 	}
 }
