@@ -38,6 +38,11 @@ const (
 	// find it cleared instead of marking it pending again. Retransmissions
 	// stop at the first provisional, which the call sends at once.
 	pendingInviteTTL = 10 * time.Second
+	// maxPendingInvites bounds the marks (some 15 MB): a flood of INVITEs
+	// with credentials, bogus or not, is marked for pendingInviteTTL at
+	// most; past the bound new INVITEs go unmarked (their CANCELs do not
+	// wait, as before the marks).
+	maxPendingInvites = 100_000
 )
 
 // pendingInvites is the set of marks. Safe for concurrent use: read loops
@@ -88,7 +93,7 @@ func (p *pendingInvites) markRaw(data []byte, source net.Addr) {
 		p.swept = now
 	}
 	key := source.String() + " " + string(branch) // as sipgo's Request.Source, and the fast path's
-	if _, ok := p.marks[key]; !ok {
+	if _, ok := p.marks[key]; !ok && len(p.marks) < maxPendingInvites {
 		p.marks[key] = &inviteMark{handled: make(chan struct{}), at: now}
 	}
 }

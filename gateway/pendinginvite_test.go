@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -126,6 +127,16 @@ func TestPendingInvites(t *testing.T) {
 	p.mu.Unlock()
 	if n != 1 {
 		t.Fatalf("%d marks after the sweep, want 1 (the new one)", n)
+	}
+	// The marks are bounded: past the bound an INVITE goes unmarked.
+	p.mu.Lock()
+	for i := len(p.marks); i < maxPendingInvites; i++ {
+		p.marks[fmt.Sprint("filler ", i)] = &inviteMark{handled: make(chan struct{}), at: time.Now()}
+	}
+	p.mu.Unlock()
+	p.markRaw([]byte(msg("INVITE", "z9hG4bK6", "")), srcAddr)
+	if d := waited(p, pendingReq(t, msg("CANCEL", "z9hG4bK6", ""), src), time.Second); d > 100*time.Millisecond {
+		t.Fatalf("waited %v for an INVITE marked past the bound", d)
 	}
 }
 
