@@ -228,3 +228,50 @@ func TestDelayedOfferReinviteAfterRestart(t *testing.T) {
 		waitFor(t, "the next re-INVITE relayed", func() bool { invs, _ := r2.tp.sent("INVITE"); return len(invs) == 1 })
 	})
 }
+
+// The other direction: the callee's re-INVITE without an offer, relayed
+// to the caller. After a restart with the callee's ACK lost, the caller's
+// 2xx goes to the callee (its re-INVITE rebuilt from the event), and the
+// callee's ACK brings the answer to the caller.
+func TestCalleesDelayedOfferReinviteAfterRestart(t *testing.T) {
+	r := newRig(t, memstore.New(), clock.NewFake(t0))
+	id, _, _ := r.answered()
+	okAcked(r, id)
+	bTag := BLegTag(id, 1)
+	head := "From: <sip:bob@example.test>;tag=tb\nTo: <sip:alice@example.test>;tag=" + bTag + "\nCall-ID: " + bTag + "\n"
+	re := parseReq(t, "INVITE sip:"+bTag+"@127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 10.2.2.2:5080;branch=z9hG4bKbre\n"+head+
+		"CSeq: 10 INVITE\nContact: <sip:bob@10.2.2.2:5080>\nContent-Length: 0\n\n")
+	re.SetSource("10.2.2.2:5080")
+	done := make(chan struct{})
+	r.deliver(id, &InDialog{Req: re, Tx: &fakeTx{}, Side: "b", Leg: 1, Done: done})
+	var invs []*sip.Request
+	var ons []func(*sip.Response, error)
+	waitFor(t, "re-INVITE to A", func() bool { invs, ons = r.tp.sent("INVITE"); return len(invs) == 2 })
+	toA := invs[1]
+	if toA.CallID().Value() != "ca@10.1.1.1" || len(toA.Body()) != 0 {
+		t.Fatalf("re-INVITE to A: %s", toA)
+	}
+	ons[1](respond(toA, 200, "OK", "", true), nil)
+	closed(t, done)
+	// Crash; the callee's ACK is lost with it.
+	r.m.Stop()
+	r2 := newRig(t, r.st.(*memstore.Store).Reopened(), r.clk)
+	okAcked(r2, id)
+	r2.deliver(id, &Stray{Res: respond(toA, 200, "OK", "", true), Side: "a"})
+	waitFor(t, "2xx to the callee", func() bool { return len(r2.tp.written("200")) == 1 })
+	ok := r2.tp.written("200")[0].(*sip.Response)
+	if ok.CSeq().SeqNo != 10 || ok.CallID().Value() != bTag || len(ok.Body()) == 0 || !strings.Contains(ok.Via().Value(), "z9hG4bKbre") {
+		t.Fatalf("2xx to the callee: %s", ok)
+	}
+	if n := len(r2.tp.written("ACK")); n != 0 {
+		t.Fatalf("%d ACKs to the caller before the callee's answer", n)
+	}
+	ack := parseReq(t, "ACK sip:"+bTag+"@127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 10.2.2.2:5080;branch=z9hG4bKback\n"+head+
+		"CSeq: 10 ACK\nContent-Type: application/sdp\n"+fmt.Sprintf("Content-Length: %d\n\n%s", len(callerAnswer), sdpOffer))
+	r2.deliver(id, &InDialog{Req: ack, Side: "b", Leg: 1})
+	waitFor(t, "ACK to the caller", func() bool { return len(r2.tp.written("ACK")) == 1 })
+	toCaller := r2.tp.written("ACK")[0].(*sip.Request)
+	if string(toCaller.Body()) != callerAnswer || toCaller.CallID().Value() != "ca@10.1.1.1" || toCaller.CSeq().SeqNo != toA.CSeq().SeqNo {
+		t.Fatalf("ACK to the caller: %s", toCaller)
+	}
+}
