@@ -7,7 +7,9 @@
 // state, pure: no clock, no I/O) and the state itself. The actor (actor.go)
 // loads the stream, decides, appends with the expected version, applies, and
 // only then answers. Timers (binding expiry) are re-armed from the state after
-// every change and after a restart.
+// every change and after a restart. Every Config.SnapshotEvery events the
+// actor also writes its state to "regsnap-<aor>" (derived data), so that an
+// activation replays only what follows the newest snapshot.
 package registrar
 
 import (
