@@ -85,6 +85,8 @@ type Registry struct {
 	live    map[string]*actor.PID
 	gen     uint64
 	stopped bool
+
+	snaps sync.WaitGroup // snapshots being written (maybeSnapshot)
 }
 
 // errRetired answers a message that reached an activation after it retired
@@ -233,6 +235,7 @@ func (r *Registry) Stop() {
 	for _, f := range futures {
 		_ = f.Wait()
 	}
+	r.snaps.Wait() // before the node closes the store under them
 }
 
 // regActor is one activation of an AOR's registration actor. Receive is
@@ -448,7 +451,9 @@ func (a *regActor) maybeSnapshot() {
 		a.snapping.Store(false)
 		return
 	}
+	a.r.snaps.Add(1)
 	go func() {
+		defer a.r.snaps.Done()
 		defer a.snapping.Store(false)
 		if _, err := a.r.cfg.Store.Append(context.Background(), SnapshotStreamName(a.aor), events.AnyVersion, []*eventpb.Envelope{env}); err != nil {
 			a.r.cfg.Logger.Warn("registration snapshot not written", "aor", a.aor, "err", err)
