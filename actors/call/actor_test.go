@@ -736,6 +736,10 @@ func TestEndedCallActorRetires(t *testing.T) {
 	if r.m.Live() != 1 {
 		t.Fatalf("%d live actors right after the end, want 1 (lingering)", r.m.Live())
 	}
+	// The caller's answer can go out before the actor, at the end of that
+	// message, arms its linger timer: a clock advanced before that left
+	// the timer armed for later (6 runs in 100 under -race).
+	waitFor(t, "linger timer armed", func() bool { return clk.Pending() == 1 })
 	clk.Advance(11 * time.Second)
 	waitFor(t, "actor retired", func() bool { return r.m.Live() == 0 })
 	n := len(r.types(id))
