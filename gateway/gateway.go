@@ -108,7 +108,12 @@ type Gateway struct {
 	listeners []net.Listener
 	packets   []net.PacketConn
 	inflight  sync.WaitGroup
-	serving   sync.WaitGroup
+	// life orders serve's inflight.Add before Shutdown's Wait: requests
+	// enter under its read lock while closed is open, and Shutdown closes
+	// closed under its write lock (a WaitGroup must not be added to
+	// concurrently with Wait when its count may be zero).
+	life    sync.RWMutex
+	serving sync.WaitGroup
 }
 
 // udpReadLoops is how many of sipgo's read loops serve each UDP socket.
@@ -293,7 +298,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		g.mu.Unlock()
 		return nil
 	default:
+		g.life.Lock()
 		close(g.closed)
+		g.life.Unlock()
 	}
 	g.closeLocked()
 	g.mu.Unlock()
@@ -334,10 +341,25 @@ func (g *Gateway) handle(req *sip.Request, tx sip.ServerTransaction) {
 	<-done
 }
 
+// enter counts a request in flight, unless the gateway is shutting down.
+func (g *Gateway) enter() bool {
+	g.life.RLock()
+	defer g.life.RUnlock()
+	select {
+	case <-g.closed:
+		return false
+	default:
+		g.inflight.Add(1)
+		return true
+	}
+}
+
 // serve answers one request; size is its size on the wire when known (the
 // UDP fast path), else 0.
 func (g *Gateway) serve(req *sip.Request, tx responder, size int) {
-	g.inflight.Add(1)
+	if !g.enter() {
+		return // shutting down: no answer can be counted on now
+	}
 	defer g.inflight.Done()
 	defer func() {
 		// A bug in one request's handling must not take the node down.
