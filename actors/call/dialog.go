@@ -100,10 +100,7 @@ func (a *callActor) onAck(m *InDialog) {
 	if r := a.retx[m.Side]; r != nil && r.res.CSeq() != nil && r.res.CSeq().SeqNo == m.Req.CSeq().SeqNo {
 		a.stopRetx(m.Side)
 	}
-	if m.Side == "a" && !a.recordCallerAnswer(m.Req) {
-		return
-	}
-	if !a.recordReinviteAnswer(m) {
+	if !a.recordAnswer(m) {
 		return
 	}
 	if o := a.owed[m.Side]; o != nil && o.inCSeq == m.Req.CSeq().SeqNo {
@@ -111,39 +108,22 @@ func (a *callActor) onAck(m *InDialog) {
 	}
 }
 
-// recordCallerAnswer makes durable the answer the caller's ACK brings to
-// a delayed offer, the first time it comes, before the callee's ACK
-// reveals it (invariant 2): an activation after a restart ACKs the
-// callee's retransmitted 2xx with it. An ACK retransmitted for a
-// retransmitted 2xx adds nothing. It returns false when the append
-// failed: nothing may be sent.
-func (a *callActor) recordCallerAnswer(ack *sip.Request) bool {
-	st := a.state
-	if st.Phase != PhaseAnswered || !st.DelayedOffer() || st.CallerAnswer != nil ||
-		ack.CSeq().SeqNo != st.Started.GetALeg().GetCseq() || len(ack.Body()) == 0 {
-		return true
-	}
-	l := st.WinningLeg()
-	ev := &eventpb.InDialogRelayed{FromSide: "a", Method: "ACK", InCseq: ack.CSeq().SeqNo, OutCseq: l.Attempt.GetCseq(),
-		Leg: l.N, Sdp: ack.Body(), ContentType: contentType(ack)}
-	return a.persist(causeOf(ack), ev) == nil
-}
-
-// recordReinviteAnswer makes durable the answer an ACK brings to a
-// relayed re-INVITE that had no offer (RFC 3261 14.1), the first time it
-// comes, before the far side's ACK reveals it, as recordCallerAnswer does
-// for the initial INVITE: an activation after a restart ACKs the far
-// side's retransmitted 2xx with it (strayReinvite2xx). It returns false
+// recordAnswer makes durable the answer an ACK brings to a delayed offer
+// (the caller's INVITE, or a relayed re-INVITE, had no SDP and the far
+// side's 2xx brought the offer: RFC 3261 13.2.1, 14.1), the first time it
+// comes, before the far side's ACK reveals it (invariant 2): an activation
+// after a restart ACKs the far side's retransmitted 2xx with it. An ACK
+// retransmitted for a retransmitted 2xx adds nothing. It returns false
 // when the append failed: nothing may be sent.
-func (a *callActor) recordReinviteAnswer(m *InDialog) bool {
-	st := a.state
-	ri := st.Reinvite
-	if ri == nil || st.Phase != PhaseAnswered || st.ReinviteAnswer != nil || m.Side != ri.FromSide ||
-		m.Req.CSeq().SeqNo != ri.InCseq || len(m.Req.Body()) == 0 {
+func (a *callActor) recordAnswer(m *InDialog) bool {
+	if len(m.Req.Body()) == 0 {
 		return true
 	}
-	ev := &eventpb.InDialogRelayed{FromSide: m.Side, Method: "ACK", InCseq: ri.InCseq, OutCseq: ri.OutCseq,
-		Leg: ri.Leg, Sdp: m.Req.Body(), ContentType: contentType(m.Req)}
+	ev := a.state.AwaitedAnswer(m.Side, m.Req.CSeq().SeqNo)
+	if ev == nil {
+		return true
+	}
+	ev.Sdp, ev.ContentType = m.Req.Body(), contentType(m.Req)
 	return a.persist(causeOf(m.Req), ev) == nil
 }
 

@@ -112,6 +112,24 @@ type State struct {
 // (RFC 3261 13.2.1).
 func (s *State) DelayedOffer() bool { return s.Started != nil && len(s.Started.GetOffer()) == 0 }
 
+// AwaitedAnswer returns the event that would record the answer an ACK from
+// side with CSeq cseq brings to a delayed offer, without its SDP: for the
+// caller's INVITE, or for the last re-INVITE relayed without an offer,
+// while the answer is not yet recorded; nil when the ACK answers none.
+func (s *State) AwaitedAnswer(side string, cseq uint32) *eventpb.InDialogRelayed {
+	if s.Phase != PhaseAnswered {
+		return nil
+	}
+	if side == "a" && s.DelayedOffer() && s.CallerAnswer == nil && cseq == s.Started.GetALeg().GetCseq() {
+		l := s.WinningLeg()
+		return &eventpb.InDialogRelayed{FromSide: "a", Method: "ACK", InCseq: cseq, OutCseq: l.Attempt.GetCseq(), Leg: l.N}
+	}
+	if ri := s.Reinvite; ri != nil && s.ReinviteAnswer == nil && side == ri.FromSide && cseq == ri.InCseq {
+		return &eventpb.InDialogRelayed{FromSide: side, Method: "ACK", InCseq: cseq, OutCseq: ri.OutCseq, Leg: ri.Leg}
+	}
+	return nil
+}
+
 // NewState is the state of a call with no events.
 func NewState(id string) *State {
 	return &State{ID: id, HeldBy: map[string]bool{}, Reliables: map[uint32]Reliable{}}
