@@ -22,6 +22,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -40,6 +41,27 @@ type Config struct {
 	Log   Log    `yaml:"log"`
 	Calls Calls  `yaml:"calls"`
 	CDR   CDR    `yaml:"cdr"`
+	Store Store  `yaml:"store"`
+}
+
+// Store configures the embedded event store.
+type Store struct {
+	// CommitWindowUS: microseconds the store, while appends overlap, gathers
+	// them into one group before it writes and fsyncs the group (a lone
+	// append never waits). Each append then waits up to this long more;
+	// in exchange there are fewer fsyncs, which cost CPU: at 1,200 calls/s,
+	// 2,000 instead of 500 halved the fsyncs and took about 11% off the CPU
+	// per call (callbench). Default 2000; negative: no window (a group is
+	// what queued during the previous fsync); at most 50000.
+	CommitWindowUS int `yaml:"commit_window_us"`
+}
+
+// CommitWindow is Store.CommitWindowUS as a duration: zero for no window.
+func (s Store) CommitWindow() time.Duration {
+	if s.CommitWindowUS < 0 {
+		return 0
+	}
+	return time.Duration(s.CommitWindowUS) * time.Microsecond
 }
 
 // CDR configures where the CDR projection writes.
@@ -324,6 +346,9 @@ func (c *Config) applyDefaults() {
 	if c.Calls.MaxForks == 0 {
 		c.Calls.MaxForks = 8
 	}
+	if c.Store.CommitWindowUS == 0 {
+		c.Store.CommitWindowUS = 2000
+	}
 }
 
 type validator struct {
@@ -393,6 +418,9 @@ func (v *validator) check(c *Config) {
 	}
 	if n := c.Calls.MaxForks; n < 1 || n > 32 {
 		v.fail("calls.max_forks", "must be 1..32, got %d", n)
+	}
+	if n := c.Store.CommitWindowUS; n > 50000 {
+		v.fail("store.commit_window_us", "must be at most 50000 microseconds (negative: no window), got %d", n)
 	}
 	switch c.CDR.Sink {
 	case "sqlite":

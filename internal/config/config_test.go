@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 const good = `node_id: n1
@@ -39,6 +40,9 @@ func TestParseGood(t *testing.T) {
 	if c.CDR.Sink != "sqlite" || c.CDRSQLitePath() != "data/projections/cdr.sqlite" {
 		t.Fatalf("CDR defaults: %+v, %s", c.CDR, c.CDRSQLitePath())
 	}
+	if c.Store.CommitWindow() != 2*time.Millisecond {
+		t.Fatalf("store.commit_window_us default: %v", c.Store.CommitWindow())
+	}
 	if _, ok := c.Users[1].HA1For("SHA-256", "example.test"); ok {
 		t.Fatal("a user with only an MD5 ha1 cannot have a SHA-256 HA1")
 	}
@@ -61,6 +65,7 @@ func TestParseErrorsNameKeyAndLine(t *testing.T) {
 		{"max below min", strings.Replace(good, "max_expires: 3600", "max_expires: 10", 1), "sip.max_expires", 7},
 		{"unknown cdr sink", good + "cdr:\n  sink: mysql\n", "cdr.sink", 14},
 		{"postgres without dsn", good + "cdr:\n  sink: postgres\n", "cdr.postgres_dsn", 13},
+		{"commit window too long", good + "store:\n  commit_window_us: 50001\n", "store.commit_window_us", 14},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -80,6 +85,25 @@ func TestParseRejectsGarbage(t *testing.T) {
 	for _, doc := range []string{"", "[1,2", "- a\n- b\n", "node_id: [\n"} {
 		if _, err := Parse([]byte(doc)); err == nil {
 			t.Errorf("Parse(%q) accepted garbage", doc)
+		}
+	}
+}
+
+func TestStoreCommitWindow(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want time.Duration
+	}{
+		{"store:\n  commit_window_us: 750\n", 750 * time.Microsecond},
+		{"store:\n  commit_window_us: -1\n", 0},
+		{"store:\n  commit_window_us: 50000\n", 50 * time.Millisecond},
+	} {
+		c, err := Parse([]byte(good + tc.yaml))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		if got := c.Store.CommitWindow(); got != tc.want {
+			t.Errorf("%q: CommitWindow() = %v, want %v", tc.yaml, got, tc.want)
 		}
 	}
 }
