@@ -84,8 +84,11 @@ func ProfileStep(url, dir, name string, seconds int) func() {
 			_, _ = io.Copy(f, res.Body)
 			f.Close()
 		}
-		// And what the heap holds at that moment, and who allocated it.
-		heap, err := http.Get(strings.TrimSuffix(url, "profile") + "heap")
+		// And what the heap holds at that moment, and who allocated it
+		// (gc=1: a collection first, so that in-use is what is live now
+		// rather than at the last collection, which at GOGC=400 can be
+		// seconds old).
+		heap, err := http.Get(strings.TrimSuffix(url, "profile") + "heap?gc=1")
 		if err != nil {
 			fmt.Printf("   heap: %v\n", err)
 			return
