@@ -29,24 +29,19 @@ type tcpClient struct {
 	proto string // "TCP" or "UDP"
 }
 
-func dialTCP(t *testing.T, addr string) *tcpClient {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return &tcpClient{conn: c, r: bufio.NewReader(c), proto: "TCP"}
-}
+func dialTCP(t *testing.T, addr string) *tcpClient { return dial(t, "tcp", addr) }
+func dialUDP(t *testing.T, addr string) *tcpClient { return dial(t, "udp", addr) }
 
-func dialUDP(t *testing.T, addr string) *tcpClient {
+// dial connects a client over network ("tcp" or "udp"); the reader holds a
+// whole datagram.
+func dial(t *testing.T, network, addr string) *tcpClient {
 	t.Helper()
-	c, err := net.Dial("udp", addr)
+	c, err := net.Dial(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	return &tcpClient{conn: c, r: bufio.NewReaderSize(c, 65535), proto: "UDP"}
+	return &tcpClient{conn: c, r: bufio.NewReaderSize(c, 65535), proto: strings.ToUpper(network)}
 }
 
 // request renders a request; branch and CSeq number are given so that a
