@@ -672,6 +672,48 @@ func TestSubscribeTail(t *testing.T) {
 
 var errStop = errors.New("stop")
 
+// TestLiveSubscriberSharesTheAppendedPayload: the envelope a subscriber
+// gets from the tail shares Data with the appender's, so events.Unwrap
+// hands it the appender's payload instead of decoding it (what saves every
+// live projection a decode per event); the same event read from disk is
+// decoded.
+func TestLiveSubscriberSharesTheAppendedPayload(t *testing.T) {
+	s := openTest(t, Options{Dir: t.TempDir()})
+	ctx := context.Background()
+	msg := &eventpb.CallStarted{Caller: "sip:alice@example.test", Callee: "sip:bob@example.test"}
+	env, err := events.Wrap(msg, time.Unix(1700000000, 0), "n1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, "call-x", 0, []*eventpb.Envelope{env}); err != nil {
+		t.Fatal(err)
+	}
+	var live proto.Message
+	err = s.Subscribe(ctx, 1, func(e *eventpb.Envelope) error {
+		if live, err = events.Unwrap(e); err != nil {
+			return err
+		}
+		return errStop
+	})
+	if !errors.Is(err, errStop) {
+		t.Fatal(err)
+	}
+	if live != proto.Message(msg) {
+		t.Fatalf("live subscriber decoded a copy (%p), want the appended payload (%p)", live, msg)
+	}
+	read, err := s.ReadStream(ctx, "call-x", 1, 1)
+	if err != nil || len(read) != 1 {
+		t.Fatalf("ReadStream: %v, %v", read, err)
+	}
+	fromDisk, err := events.Unwrap(read[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fromDisk == proto.Message(msg) || !proto.Equal(fromDisk, msg) {
+		t.Fatalf("read from disk: %v (the appended message itself: %v), want an equal decoded copy", fromDisk, fromDisk == proto.Message(msg))
+	}
+}
+
 // TestContractWithCommitWindow: the contract holds when the committer
 // gathers appends for a while before each fsync.
 func TestContractWithCommitWindow(t *testing.T) {

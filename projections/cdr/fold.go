@@ -14,8 +14,8 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/tandemswitch/tandem/events"
 	"github.com/tandemswitch/tandem/events/eventpb"
 )
 
@@ -145,17 +145,17 @@ func (f *Fold) Apply(env *eventpb.Envelope) (bool, error) {
 			f.changed[id] = true
 		}
 	case typeEnded:
-		var m eventpb.CallEnded
-		if err := proto.Unmarshal(env.GetData(), &m); err != nil {
+		m, err := events.UnwrapAs[*eventpb.CallEnded](env)
+		if err != nil {
 			return true, fmt.Errorf("CallEnded of %s: %w", id, err)
 		}
 		f.finish(id, o, env, at, m.GetSipStatus(), m.GetQ850Cause(), side(m.GetBy()), nil)
 	case typeFailed:
-		var m eventpb.CallFailed
-		if err := proto.Unmarshal(env.GetData(), &m); err != nil {
+		m, err := events.UnwrapAs[*eventpb.CallFailed](env)
+		if err != nil {
 			return true, fmt.Errorf("CallFailed of %s: %w", id, err)
 		}
-		f.finish(id, o, env, at, m.GetSipStatus(), m.GetQ850Cause(), failedSide(m.GetReason()), &m)
+		f.finish(id, o, env, at, m.GetSipStatus(), m.GetQ850Cause(), failedSide(m.GetReason()), m)
 	default:
 		return callEventTypes[t], nil
 	}

@@ -50,7 +50,6 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
@@ -213,9 +212,9 @@ func (p *Projection) Apply(env *eventpb.Envelope) error {
 	at := env.GetTime().AsTime()
 	switch t := env.GetType(); t {
 	case typeStarted:
-		var m eventpb.CallStarted
-		if err := proto.Unmarshal(env.GetData(), &m); err != nil {
-			return fmt.Errorf("traffic: %w: %s at position %d: %v", events.ErrCorrupt, t, env.GetPosition(), err)
+		m, err := events.UnwrapAs[*eventpb.CallStarted](env)
+		if err != nil {
+			return fmt.Errorf("traffic: %w", err)
 		}
 		p.start(id, DomainOf(m.GetCaller()), at)
 	case typeAnswered:
@@ -223,11 +222,11 @@ func (p *Projection) Apply(env *eventpb.Envelope) error {
 	case typeEnded:
 		p.end(id, at, nil)
 	case typeFailed:
-		var m eventpb.CallFailed
-		if err := proto.Unmarshal(env.GetData(), &m); err != nil {
-			return fmt.Errorf("traffic: %w: %s at position %d: %v", events.ErrCorrupt, t, env.GetPosition(), err)
+		m, err := events.UnwrapAs[*eventpb.CallFailed](env)
+		if err != nil {
+			return fmt.Errorf("traffic: %w", err)
 		}
-		p.end(id, at, &m)
+		p.end(id, at, m)
 	default:
 		if _, err := protoregistry.GlobalTypes.FindMessageByName(protoreflect.FullName(t)); err != nil {
 			p.Skip()
