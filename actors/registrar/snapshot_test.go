@@ -65,6 +65,14 @@ func TestActorSnapshots(t *testing.T) {
 		}
 		last = res
 		clk.Advance(time.Second)
+		// A snapshot is written off the actor's goroutine, and one that
+		// comes due while another is being written waits for the next
+		// event: without waiting here, how many are written depended on
+		// when that goroutine ran (the last one written could be 11
+		// events old, and one still being written when the count below
+		// was taken changed what the activation read). The actor starts
+		// it before answering, so Wait sees it.
+		r.snaps.Wait()
 	}
 	snaps := SnapshotStreamName(aor)
 	total, _ := mem.StreamVersion(context.Background(), StreamName(aor))
