@@ -57,6 +57,7 @@ type inviteMark struct {
 	handled chan struct{} // closed by clear
 	at      time.Time
 	cleared bool
+	size    int // the INVITE's size on the wire
 }
 
 func newPendingInvites() *pendingInvites {
@@ -94,8 +95,23 @@ func (p *pendingInvites) markRaw(data []byte, source net.Addr) {
 	}
 	key := source.String() + " " + string(branch) // as sipgo's Request.Source, and the fast path's
 	if _, ok := p.marks[key]; !ok && len(p.marks) < maxPendingInvites {
-		p.marks[key] = &inviteMark{handled: make(chan struct{}), at: now}
+		p.marks[key] = &inviteMark{handled: make(chan struct{}), at: now, size: len(data)}
 	}
+}
+
+// size returns the size on the wire of req, an INVITE read by a path that
+// marks, or 0 when it is not marked.
+func (p *pendingInvites) size(req *sip.Request) int {
+	key, ok := pendingKey(req)
+	if !ok {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if m, ok := p.marks[key]; ok {
+		return m.size
+	}
+	return 0
 }
 
 // clear ends the wait of the CANCELs for req, an INVITE whose call now has

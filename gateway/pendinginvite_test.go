@@ -82,8 +82,14 @@ func TestPendingInvites(t *testing.T) {
 	if d := waited(p, cancel, time.Second); d > 100*time.Millisecond {
 		t.Fatalf("waited %v for an INVITE never read", d)
 	}
+	if n := p.size(pendingReq(t, invite, src)); n != 0 {
+		t.Fatalf("size of an unmarked INVITE: %d, want 0", n)
+	}
 	// Marked: the CANCEL waits until the INVITE's handler clears it.
 	p.markRaw([]byte(invite), srcAddr)
+	if n := p.size(pendingReq(t, invite, src)); n != len(invite) {
+		t.Fatalf("size of the marked INVITE: %d, want its %d bytes", n, len(invite))
+	}
 	go func() {
 		time.Sleep(100 * time.Millisecond)
 		p.clear(pendingReq(t, invite, src))
