@@ -69,10 +69,11 @@ type retx struct {
 // derived from the events (state); memory is what a live activation knows
 // of transactions in flight and is lost in a crash by design.
 type callActor struct {
-	m     *Manager
-	cfg   *Config
-	id    string
-	state *State
+	m      *Manager
+	cfg    *Config
+	id     string
+	stream string // StreamName(id)
+	state  *State
 
 	broken error // load or append failed: answer 500, then retire
 
@@ -100,7 +101,7 @@ type callActor struct {
 }
 
 func newCallActor(m *Manager, id string) *callActor {
-	return &callActor{m: m, cfg: &m.cfg, id: id, state: NewState(id), retx: map[string]*retx{}, timers: map[string]clock.Timer{},
+	return &callActor{m: m, cfg: &m.cfg, id: id, stream: StreamName(id), state: NewState(id), retx: map[string]*retx{}, timers: map[string]clock.Timer{},
 		owed: map[string]*owedAck{}, acks: map[string]*sip.Request{}}
 }
 
@@ -165,7 +166,7 @@ func (a *callActor) ensureLoaded(ctx actor.Context) {
 
 // load replays the call's stream.
 func (a *callActor) load() error {
-	stream := StreamName(a.id)
+	stream := a.stream
 	from := uint64(1)
 	for {
 		evs, err := a.cfg.Store.ReadStream(context.Background(), stream, from, 256)
@@ -234,7 +235,7 @@ func (a *callActor) persist(cause *eventpb.Cause, evs ...proto.Message) error {
 		}
 		envs = append(envs, env)
 	}
-	res, err := a.cfg.Store.Append(context.Background(), StreamName(a.id), int64(a.state.Version), envs)
+	res, err := a.cfg.Store.Append(context.Background(), a.stream, int64(a.state.Version), envs)
 	if err != nil {
 		if errors.Is(err, events.ErrVersionConflict) {
 			a.cfg.Logger.Error("call actor fenced: another activation owns the stream", "call", a.id, "err", err)
