@@ -67,7 +67,7 @@ func main() {
 	var o options
 	var rates string
 	flag.StringVar(&o.only, "only", "", "run only one side: tandem or kamailio")
-	flag.StringVar(&rates, "rates", "100,200,400,600,800,1000,1300,1600,2000,2500,3000,3500,4000,5000,6000,7000,8000", "offered call rates (calls per second), in increasing order")
+	flag.StringVar(&rates, "rates", "100,200,400,600,800,1000,1300,1600,2000,2500,3000,3500,4000,5000,6000,7000,8000,9000,10000,12000", "offered call rates (calls per second), in increasing order")
 	flag.IntVar(&o.refine, "refine", 2, "bisection steps between the last clean rate and the first unclean one")
 	flag.IntVar(&o.seconds, "seconds", 5, "length of each step: a step starts rate x seconds calls")
 	flag.DurationVar(&o.hold, "hold", 2*time.Second, "call hold between the caller's ACK and its BYE (sipp -d)")
