@@ -124,6 +124,12 @@ func (a *callActor) sendLegInvite(l *Leg) {
 	}
 	n := l.N
 	if err := a.cfg.Transport.Request(req, func(res *sip.Response, err error) {
+		if res != nil && res.StatusCode == 100 {
+			// Hop by hop (RFC 3261 16.7): it only stops the INVITE's
+			// retransmissions, which the transaction has done; the
+			// actor would drop it (legProvisional), after a mailbox trip.
+			return
+		}
 		_ = a.m.Deliver(a.id, &legResponse{leg: n, res: res, err: err})
 	}); err != nil {
 		a.deliverLater(&legResponse{leg: n, err: err})
