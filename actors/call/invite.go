@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -155,13 +156,8 @@ func (a *callActor) legInvite(l *Leg) (*sip.Request, error) {
 		return nil, fmt.Errorf("callee %q: %w", st.Callee, err)
 	}
 	local := a.cfg.Transport.Local()
-	tr := strings.ToUpper(local.Transport)
-	if tr == "" {
-		tr = "UDP"
-	}
 	req := sip.NewRequest(sip.INVITE, target)
-	req.AppendHeader(&sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: tr, Host: local.Host, Port: local.Port,
-		Params: sip.HeaderParams{{K: "branch", V: at.Branch}, {K: "rport", V: ""}}})
+	tr := local.viaHeader(at.Branch, req)
 	mf := sip.MaxForwardsHeader(st.MaxForwards)
 	req.AppendHeader(&mf)
 	req.AppendHeader(&sip.FromHeader{Address: caller, Params: sip.HeaderParams{{K: "tag", V: at.LocalTag}}})
@@ -579,27 +575,54 @@ func (a *callActor) fail(ctx actor.Context, why string, code uint32, reason stri
 func (a *callActor) ackLeg(l *Leg, res *sip.Response, body []byte, ctype string) {
 	at := l.Attempt
 	branch := ackBranch(at.LocalTag, toTag(res), res.CSeq().SeqNo)
-	err := a.sendAck(branch, body, func() (*sip.Request, error) {
-		target := at.RequestUri
-		if c := res.Contact(); c != nil {
-			target = c.Address.String()
-		}
-		m := newMsg("ACK", target)
-		m.h("Via", a.cfg.Transport.Local().via(branch))
-		rr := siphdr.All(res, "Record-Route")
-		for i := len(rr) - 1; i >= 0; i-- {
-			m.h("Route", rr[i].Value())
-		}
-		m.h("Max-Forwards", "70")
-		m.h("From", at.From)
-		m.h("To", res.To().Value())
-		m.h("Call-ID", at.CallId)
-		m.h("CSeq", fmt.Sprintf("%d ACK", res.CSeq().SeqNo))
-		return m.request(ctype, body)
-	})
+	err := a.sendAck(branch, body, func() (*sip.Request, error) { return a.ackRequest(at, res, branch, body, ctype) })
 	if err != nil {
 		a.cfg.Logger.Warn("ACK not sent", "call", a.id, "leg", l.N, "err", err)
 	}
+}
+
+// ackRequest builds the ACK for res, a 2xx to the INVITE at recorded, from
+// typed headers, as legInvite builds that INVITE: To, the remote target and
+// the route set come from res as parsed, the rest from the event. Built as
+// text and parsed back it was 7% of a call's allocations (pprof,
+// callbench -only tandem at 2,000 calls/s).
+func (a *callActor) ackRequest(at *eventpb.LegAttempted, res *sip.Response, branch string, body []byte, ctype string) (*sip.Request, error) {
+	var target sip.Uri
+	if c := res.Contact(); c != nil {
+		target = c.Address
+	} else if err := sip.ParseUri(at.RequestUri, &target); err != nil {
+		return nil, fmt.Errorf("ACK target %q: %w", at.RequestUri, err)
+	}
+	from := &sip.FromHeader{}
+	name, err := sip.ParseAddressValue(at.From, &from.Address, &from.Params)
+	if err != nil {
+		return nil, fmt.Errorf("ACK From %q: %w", at.From, err)
+	}
+	from.DisplayName = name
+	to := res.To()
+	req := sip.NewRequest(sip.ACK, target)
+	tr := a.cfg.Transport.Local().viaHeader(branch, req)
+	for _, h := range slices.Backward(siphdr.All(res, "Record-Route")) {
+		if rr, ok := h.(*sip.RecordRouteHeader); ok {
+			req.AppendHeader(&sip.RouteHeader{Address: rr.Address})
+		} else {
+			req.AppendHeader(sip.NewHeader("Route", h.Value()))
+		}
+	}
+	mf := sip.MaxForwardsHeader(70)
+	req.AppendHeader(&mf)
+	req.AppendHeader(from)
+	req.AppendHeader(&sip.ToHeader{DisplayName: to.DisplayName, Address: to.Address, Params: to.Params})
+	cid := sip.CallIDHeader(at.CallId)
+	req.AppendHeader(&cid)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: res.CSeq().SeqNo, MethodName: sip.ACK})
+	if len(body) > 0 && ctype != "" {
+		ct := sip.ContentTypeHeader(ctype)
+		req.AppendHeader(&ct)
+	}
+	req.SetBody(body)
+	req.SetTransport(tr)
+	return req, nil
 }
 
 // ackAnswered ACKs a 2xx of the answered leg l to the initial INVITE

@@ -97,6 +97,18 @@ func (l Local) contact(user string) string {
 	return "<sip:" + user + "@" + l.hostport() + t + ">"
 }
 
+// viaHeader appends to req the Via that via renders, typed, and returns
+// the transport it names.
+func (l Local) viaHeader(branch string, req *sip.Request) string {
+	tr := strings.ToUpper(l.Transport)
+	if tr == "" {
+		tr = "UDP"
+	}
+	req.AppendHeader(&sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: tr, Host: l.Host, Port: l.Port,
+		Params: sip.HeaderParams{{K: "branch", V: branch}, {K: "rport", V: ""}}})
+	return tr
+}
+
 func (l Local) via(branch string) string {
 	tr := l.Transport
 	if tr == "" {
