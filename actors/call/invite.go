@@ -600,6 +600,9 @@ func (a *callActor) ackRequest(at *eventpb.LegAttempted, res *sip.Response, bran
 	}
 	from.DisplayName = name
 	to := res.To()
+	if to == nil {
+		return nil, errors.New("ACK: the 2xx has no To")
+	}
 	req := sip.NewRequest(sip.ACK, target)
 	tr := a.cfg.Transport.Local().viaHeader(branch, req)
 	for _, h := range slices.Backward(siphdr.All(res, "Record-Route")) {
