@@ -97,24 +97,25 @@ func (l Local) contact(user string) string {
 	return "<sip:" + user + "@" + l.hostport() + t + ">"
 }
 
+// transport is the transport our Via names: upper case, UDP when unset.
+func (l Local) transport() string {
+	if l.Transport == "" {
+		return "UDP"
+	}
+	return strings.ToUpper(l.Transport)
+}
+
 // viaHeader appends to req the Via that via renders, typed, and returns
 // the transport it names.
 func (l Local) viaHeader(branch string, req *sip.Request) string {
-	tr := strings.ToUpper(l.Transport)
-	if tr == "" {
-		tr = "UDP"
-	}
+	tr := l.transport()
 	req.AppendHeader(&sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: tr, Host: l.Host, Port: l.Port,
 		Params: sip.HeaderParams{{K: "branch", V: branch}, {K: "rport", V: ""}}})
 	return tr
 }
 
 func (l Local) via(branch string) string {
-	tr := l.Transport
-	if tr == "" {
-		tr = "UDP"
-	}
-	return "SIP/2.0/" + strings.ToUpper(tr) + " " + l.hostport() + ";branch=" + branch + ";rport"
+	return "SIP/2.0/" + l.transport() + " " + l.hostport() + ";branch=" + branch + ";rport"
 }
 
 // msg is a SIP message under construction as text, parsed by sipgo when
