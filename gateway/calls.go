@@ -106,9 +106,18 @@ func noBuild(*sipgo.Client, *sip.Request) error { return nil }
 // its Via names), not from a fresh ephemeral one: peers that answer to the
 // packet's source, as sipp does, then reach us, and so does everything sent
 // after a restart.
+//
+// It also fixes req's destination to the one sipgo would compute (the
+// first Route's address, else the request URI's; the transport's default
+// port): sipgo asks for it at least twice per request sent (to find the
+// connection, then to write) and formats it with fmt.Sprintf each time it
+// is not set.
 func (g *Gateway) bindLocal(req *sip.Request) {
 	if l := g.bound(); l.udp != nil {
 		req.Laddr = sip.Addr{IP: l.udp, Port: l.Port}
+	}
+	if req.MessageData.Destination() == "" {
+		req.SetDestination(req.Destination())
 	}
 }
 

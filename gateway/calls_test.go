@@ -312,3 +312,54 @@ func TestResponsesWrittenWithoutTransactionAreCounted(t *testing.T) {
 		t.Fatalf("counted %v, want [200]", m.codes)
 	}
 }
+
+// TestBindLocalFixesTheDestinationSipgoWouldCompute: the destination that
+// bindLocal sets is the one sipgo's Request.Destination computes for the
+// same request (Route first, else the request URI, the transport's default
+// port), and one already set is kept.
+func TestBindLocalFixesTheDestinationSipgoWouldCompute(t *testing.T) {
+	g, _ := newTestGateway(t)
+	for _, tc := range []struct {
+		name, raw, want string
+	}{
+		{"request URI with port", "BYE sip:bob@127.0.0.31:5090 SIP/2.0\r\n", "127.0.0.31:5090"},
+		{"request URI without port", "BYE sip:bob@127.0.0.31 SIP/2.0\r\n", "127.0.0.31:5060"},
+		{"host name", "BYE sip:bob@pbx.example.test:5070 SIP/2.0\r\n", "pbx.example.test:5070"},
+		{"route first", "BYE sip:bob@127.0.0.31:5090 SIP/2.0\r\nRoute: <sip:127.0.0.9:5099;lr>\r\nRoute: <sip:127.0.0.8;lr>\r\n", "127.0.0.9:5099"},
+		{"TCP default port", "BYE sip:bob@127.0.0.31;transport=tcp SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bK-1\r\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			parse := func() *sip.Request {
+				raw := tc.raw
+				if !strings.Contains(raw, "Via:") {
+					raw += "Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-1\r\n"
+				}
+				raw += "From: <sip:alice@example.test>;tag=1\r\nTo: <sip:bob@example.test>;tag=2\r\nCall-ID: c1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+				m, err := sip.NewParser().ParseSIP([]byte(raw))
+				if err != nil {
+					t.Fatal(err)
+				}
+				req := m.(*sip.Request)
+				if strings.Contains(tc.raw, "SIP/2.0/TCP") {
+					req.SetTransport("TCP")
+				}
+				return req
+			}
+			want := parse().Destination() // what sipgo computes, unset
+			if tc.want != "" && want != tc.want {
+				t.Fatalf("sipgo computes %q, the test expects %q", want, tc.want)
+			}
+			req := parse()
+			g.bindLocal(req)
+			if got := req.MessageData.Destination(); got != want {
+				t.Errorf("destination set %q, sipgo computes %q", got, want)
+			}
+		})
+	}
+	req := sip.NewRequest(sip.BYE, sip.Uri{Scheme: "sip", Host: "127.0.0.31", Port: 5090})
+	req.SetDestination("127.0.0.77:6000")
+	g.bindLocal(req)
+	if got := req.Destination(); got != "127.0.0.77:6000" {
+		t.Errorf("a destination already set became %q", got)
+	}
+}
