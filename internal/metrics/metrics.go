@@ -9,7 +9,6 @@ package metrics
 import (
 	"math"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +17,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/tandemswitch/tandem/internal/sipmethod"
+	"github.com/tandemswitch/tandem/internal/sipstatus"
 )
 
 // Set holds every metric of a node. Its methods are safe for concurrent use.
@@ -94,7 +94,7 @@ func (s *Set) SIPRequest(method string) {
 
 // SIPResponse counts one sent response.
 func (s *Set) SIPResponse(code int) {
-	s.sipResponses.WithLabelValues(strconv.Itoa(code)).Inc()
+	s.sipResponses.WithLabelValues(sipstatus.Text(code)).Inc()
 }
 
 // StoreAppend records one append; it matches the embedded store's OnAppend
@@ -116,7 +116,7 @@ func (s *Set) CallAnswered(setup time.Duration) {
 }
 
 // CallFailed counts an unanswered call by its final status.
-func (s *Set) CallFailed(code int) { s.callFailed.WithLabelValues(strconv.Itoa(code)).Inc() }
+func (s *Set) CallFailed(code int) { s.callFailed.WithLabelValues(sipstatus.Text(code)).Inc() }
 
 // ActiveCalls exports the number of live calls (read at scrape time).
 func (s *Set) ActiveCalls(n func() float64) {
