@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/tandemswitch/tandem/events"
 	"github.com/tandemswitch/tandem/events/eventpb"
 	"github.com/tandemswitch/tandem/internal/clock"
+	"github.com/tandemswitch/tandem/internal/sipstatus"
 )
 
 // Internal messages.
@@ -73,17 +75,19 @@ type callActor struct {
 	cfg    *Config
 	id     string
 	stream string // StreamName(id)
+	aTag   string // ALegTag(id)
 	state  *State
 
 	broken error // load or append failed: answer 500, then retire
 
 	// memory
-	aReq     *sip.Request // the caller's INVITE, while its transaction lives
-	aTx      Responder
-	aDone    chan struct{}
-	relay    *relay
-	relaySeq uint64
-	retx     map[string]*retx // by side
+	aReq        *sip.Request // the caller's INVITE, while its transaction lives
+	aTx         Responder
+	aDone       chan struct{}
+	aContactHdr string // aContact's value, once built
+	relay       *relay
+	relaySeq    uint64
+	retx        map[string]*retx // by side
 	// owed: 2xx answers to an INVITE that carried no offer (delayed offer,
 	// RFC 3261 13.2.1): the far side's ACK must carry the answer, which
 	// comes in the ACK of the side named by the key.
@@ -101,7 +105,7 @@ type callActor struct {
 }
 
 func newCallActor(m *Manager, id string) *callActor {
-	return &callActor{m: m, cfg: &m.cfg, id: id, stream: StreamName(id), state: NewState(id), retx: map[string]*retx{}, timers: map[string]clock.Timer{},
+	return &callActor{m: m, cfg: &m.cfg, id: id, stream: StreamName(id), aTag: ALegTag(id), state: NewState(id), retx: map[string]*retx{}, timers: map[string]clock.Timer{},
 		owed: map[string]*owedAck{}, acks: map[string]*sip.Request{}}
 }
 
@@ -274,7 +278,7 @@ func causeOf(req *sip.Request) *eventpb.Cause {
 }
 
 func responseCause(res *sip.Response, leg uint32) *eventpb.Cause {
-	c := &eventpb.Cause{Method: fmt.Sprintf("%d", res.StatusCode), Source: fmt.Sprintf("leg-b%d", leg)}
+	c := &eventpb.Cause{Method: sipstatus.Text(res.StatusCode), Source: "leg-b" + strconv.FormatUint(uint64(leg), 10)}
 	if h := res.CallID(); h != nil {
 		c.CallId = h.Value()
 	}

@@ -458,7 +458,7 @@ func (a *callActor) ackRelayedWith(res *sip.Response, side string, body []byte, 
 
 func (a *callActor) localTag(side string) string {
 	if side == "a" {
-		return ALegTag(a.id)
+		return a.aTag
 	}
 	return BLegTag(a.id, a.state.Winner)
 }
@@ -470,30 +470,20 @@ func (a *callActor) requestToB(method string, cseq uint32, body []byte, ctype st
 		return nil, errors.New("no answered leg")
 	}
 	ans := l.Answered
-	target := ans.Contact
-	if target == "" {
-		target = l.Attempt.RequestUri
+	d := dialogRequest{method: method, target: ans.Contact, routes: ans.RouteSet,
+		from: l.Attempt.From, to: l.Attempt.To + ";tag=" + ans.RemoteTag, callID: l.Attempt.CallId, cseq: cseq,
+		reasons: reasons, ctype: ctype, body: body}
+	if d.target == "" {
+		d.target = l.Attempt.RequestUri
 	}
-	m := newMsg(method, target)
-	m.h("Via", a.cfg.Transport.Local().via(a.branchFor(method, l.Attempt.LocalTag, ans.RemoteTag, cseq)))
-	for _, r := range ans.RouteSet {
-		m.h("Route", r)
-	}
-	m.h("Max-Forwards", "70")
-	m.h("From", l.Attempt.From)
-	m.h("To", l.Attempt.To+";tag="+ans.RemoteTag)
-	m.h("Call-ID", l.Attempt.CallId)
-	m.h("CSeq", fmt.Sprintf("%d %s", cseq, method))
+	d.branch = a.branchFor(method, l.Attempt.LocalTag, ans.RemoteTag, cseq)
 	if method == "INVITE" || method == "UPDATE" {
-		m.h("Contact", a.cfg.Transport.Local().contact(l.Attempt.LocalTag))
+		d.contact = a.cfg.Transport.Local().contact(l.Attempt.LocalTag)
 	}
-	for _, r := range reasons {
-		m.h("Reason", r)
+	if len(src) > 0 {
+		d.src = src[0]
 	}
-	if len(src) > 0 && src[0] != nil {
-		copyAllowed(m, src[0])
-	}
-	return m.request(ctype, body)
+	return d.build(a.cfg.Transport.Local())
 }
 
 // branchFor is the Via branch of a request Tandem sends in a dialog: a
@@ -523,30 +513,20 @@ func (a *callActor) requestToA(method string, cseq uint32, body []byte, ctype st
 	if al == nil {
 		return nil, errors.New("no leg A")
 	}
-	target := al.Contact
-	if target == "" {
-		target = uriOf(al.From)
+	d := dialogRequest{method: method, target: al.Contact, routes: al.RecordRoute,
+		from: al.To + ";tag=" + al.LocalTag, to: al.From, callID: al.CallId, cseq: cseq,
+		reasons: reasons, ctype: ctype, body: body}
+	if d.target == "" {
+		d.target = uriOf(al.From)
 	}
-	m := newMsg(method, target)
-	m.h("Via", a.cfg.Transport.Local().via(a.branchFor(method, al.LocalTag, callerTag(al), cseq)))
-	for _, r := range al.RecordRoute {
-		m.h("Route", r)
-	}
-	m.h("Max-Forwards", "70")
-	m.h("From", al.To+";tag="+al.LocalTag)
-	m.h("To", al.From)
-	m.h("Call-ID", al.CallId)
-	m.h("CSeq", fmt.Sprintf("%d %s", cseq, method))
+	d.branch = a.branchFor(method, al.LocalTag, callerTag(al), cseq)
 	if method == "INVITE" || method == "UPDATE" {
-		m.h("Contact", a.cfg.Transport.Local().contact(al.LocalTag))
+		d.contact = a.cfg.Transport.Local().contact(al.LocalTag)
 	}
-	for _, r := range reasons {
-		m.h("Reason", r)
+	if len(src) > 0 {
+		d.src = src[0]
 	}
-	if len(src) > 0 && src[0] != nil {
-		copyAllowed(m, src[0])
-	}
-	return m.request(ctype, body)
+	return d.build(a.cfg.Transport.Local())
 }
 
 // ------------------------------------------------------------- strays

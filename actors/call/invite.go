@@ -52,7 +52,7 @@ func (a *callActor) onInvite(ctx actor.Context, m *Invite) {
 	minSE, _ := sessionExpires(headerValue(m.Req, "Min-SE"))
 	aleg := &eventpb.ALeg{
 		CallId: m.Req.CallID().Value(), From: m.Req.From().Value(), To: m.Req.To().Value(),
-		Cseq: m.Req.CSeq().SeqNo, LocalTag: ALegTag(a.id),
+		Cseq: m.Req.CSeq().SeqNo, LocalTag: a.aTag,
 		Source: strings.ToLower(m.Req.Transport()) + ":" + m.Req.Source(),
 	}
 	for _, h := range siphdr.All(m.Req, "Via") {

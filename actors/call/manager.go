@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -168,7 +169,7 @@ func (m *Manager) Deliver(id string, msg any) error {
 		}
 		props := actor.PropsFromProducer(func() actor.Actor { return newCallActor(m, id) }, opts...)
 		var err error
-		pid, err = m.system.Root.SpawnNamed(props, fmt.Sprintf("call/%s/%d", id, m.gen))
+		pid, err = m.system.Root.SpawnNamed(props, "call/"+id+"/"+strconv.FormatUint(m.gen, 10))
 		if err != nil {
 			return fmt.Errorf("%w: spawn %s: %v", ErrUnavailable, id, err)
 		}

@@ -19,16 +19,25 @@ func (a *callActor) responseToA(code int, reason string, body []byte, ctype stri
 	res := sip.NewResponseFromRequest(req, code, reason, body)
 	if code > 100 {
 		if to := res.To(); to != nil {
-			to.Params.Add("tag", ALegTag(a.id))
+			to.Params.Add("tag", a.aTag)
 		}
 	}
 	if code > 100 && code < 300 {
-		res.AppendHeader(sip.NewHeader("Contact", a.cfg.Transport.Local().contact(ALegTag(a.id))))
+		res.AppendHeader(sip.NewHeader("Contact", a.aContact()))
 	}
 	if len(body) > 0 && ctype != "" {
 		res.AppendHeader(sip.NewHeader("Content-Type", ctype))
 	}
 	return res
+}
+
+// aContact is the Contact Tandem gives the caller, built once per
+// activation (the local address does not change while the node runs).
+func (a *callActor) aContact() string {
+	if a.aContactHdr == "" {
+		a.aContactHdr = a.cfg.Transport.Local().contact(a.aTag)
+	}
+	return a.aContactHdr
 }
 
 // aInvite is the caller's INVITE: the live one, or one rebuilt from
@@ -90,7 +99,7 @@ func (a *callActor) respondTo(tx Responder, req *sip.Request, code int, reason s
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
 	if to := res.To(); to != nil && code > 100 {
 		if tag, _ := req.To().Params.Get("tag"); tag == "" {
-			to.Params.Add("tag", ALegTag(a.id))
+			to.Params.Add("tag", a.aTag)
 		}
 	}
 	for _, h := range hdrs {

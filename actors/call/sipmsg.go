@@ -118,6 +118,88 @@ func (l Local) via(branch string) string {
 	return "SIP/2.0/" + l.transport() + " " + l.hostport() + ";branch=" + branch + ";rport"
 }
 
+// dialogRequest is an in-dialog request Tandem sends on either leg, from
+// what the events recorded of the dialog (RFC 3261 12.2.1.1): the remote
+// target, the route set and the From and To values are strings there.
+type dialogRequest struct {
+	method   string
+	target   string // the remote target (request URI)
+	branch   string
+	routes   []string // Route values, in order
+	from, to string   // header values, tags included
+	callID   string
+	cseq     uint32
+	contact  string   // a Contact value, or "" for none
+	reasons  []string // Reason values
+	src      *sip.Request
+	ctype    string
+	body     []byte
+}
+
+// build makes the request from typed headers, in the order (and, checked
+// by TestDialogRequestSaysWhatTheTextBuildSaid, the very text) of the
+// build as text it replaces. The strings from the events go through
+// sipgo's own header parsers, as they did when the whole request was
+// parsed back.
+func (d *dialogRequest) build(local Local) (*sip.Request, error) {
+	var target sip.Uri
+	if err := sip.ParseUri(d.target, &target); err != nil {
+		return nil, fmt.Errorf("build %s: request URI %q: %w", d.method, d.target, err)
+	}
+	req := sip.NewRequest(sip.RequestMethod(d.method), target)
+	tr := local.viaHeader(d.branch, req)
+	for _, r := range d.routes {
+		if err := appendParsed(req, "Route", r); err != nil {
+			return nil, fmt.Errorf("build %s: %w", d.method, err)
+		}
+	}
+	mf := sip.MaxForwardsHeader(70)
+	req.AppendHeader(&mf)
+	if err := appendParsed(req, "From", d.from); err != nil {
+		return nil, fmt.Errorf("build %s: %w", d.method, err)
+	}
+	if err := appendParsed(req, "To", d.to); err != nil {
+		return nil, fmt.Errorf("build %s: %w", d.method, err)
+	}
+	cid := sip.CallIDHeader(d.callID)
+	req.AppendHeader(&cid)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: d.cseq, MethodName: sip.RequestMethod(d.method)})
+	if d.contact != "" {
+		if err := appendParsed(req, "Contact", d.contact); err != nil {
+			return nil, fmt.Errorf("build %s: %w", d.method, err)
+		}
+	}
+	for _, r := range d.reasons {
+		req.AppendHeader(sip.NewHeader("Reason", r))
+	}
+	if d.src != nil {
+		copyAllowed(requestHeaders{req}, d.src)
+	}
+	if len(d.body) > 0 && d.ctype != "" {
+		ct := sip.ContentTypeHeader(d.ctype)
+		req.AppendHeader(&ct)
+	}
+	req.SetBody(d.body)
+	req.SetTransport(tr)
+	return req, nil
+}
+
+// headerParser is sipgo's: the one its message parser uses.
+var headerParser = sip.HeadersParser(sip.DefaultHeadersParser())
+
+// appendParsed parses "name: value" as sipgo's message parser would and
+// appends the header (or headers, for a comma-separated list) to req.
+func appendParsed(req *sip.Request, name, value string) error {
+	hs, err := headerParser.ParseHeader(nil, []byte(name+": "+value))
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", name, value, err)
+	}
+	for _, h := range hs {
+		req.AppendHeader(h)
+	}
+	return nil
+}
+
 // msg is a SIP message under construction as text, parsed by sipgo when
 // done: the same parser that reads what peers send checks what we send.
 type msg struct {
@@ -172,16 +254,28 @@ type headered interface {
 var relayedHeaders = []string{"Supported", "Allow", "Accept", "Content-Disposition",
 	"Session-Expires", "Min-SE", "Info-Package", "Event", "Subject", "Priority"}
 
+// headerSink takes headers by name and value: a message built as text
+// (msg) or a typed one (requestHeaders).
+type headerSink interface {
+	h(name, value string)
+}
+
+// requestHeaders appends headers to a typed request, as generic headers:
+// the ones copied from leg to leg are all headers sipgo does not parse.
+type requestHeaders struct{ req *sip.Request }
+
+func (r requestHeaders) h(name, value string) { r.req.AppendHeader(sip.NewHeader(name, value)) }
+
 // copyAllowed writes src's allow-listed headers into m. In a dialog,
 // 100rel is not offered (PRACK is relayed for the initial INVITE only).
-func copyAllowed(m *msg, src headered, skip ...string) { copyHeaders(m, src, false, skip...) }
+func copyAllowed(m headerSink, src headered, skip ...string) { copyHeaders(m, src, false, skip...) }
 
 // copyHeaders is copyAllowed; with rel the caller's 100rel support is
 // passed on (RFC 3262 is relayed end to end for the initial INVITE), and
 // so is its Require of 100rel or timer (the gateway refused any other
 // required extension with 420): a caller that requires reliable
 // provisionals gets them from the callee, or the callee's 420.
-func copyHeaders(m *msg, src headered, rel bool, skip ...string) {
+func copyHeaders(m headerSink, src headered, rel bool, skip ...string) {
 	if rel {
 		var required []string
 		for _, h := range siphdr.All(src, "Require") {
