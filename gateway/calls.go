@@ -414,7 +414,7 @@ func (g *Gateway) handleInvite(req *sip.Request, tx responder) {
 // (a top-to-bottom look for our own Via: B2BUA-PITFALLS 9).
 func (g *Gateway) isLoop(req *sip.Request) bool {
 	local := g.Local()
-	for _, h := range siphdr.All(req, "Via") {
+	for h := range siphdr.Each(req, "Via") {
 		v, ok := h.(*sip.ViaHeader)
 		if ok && v.Host == local.Host && v.Port == local.Port {
 			return true
@@ -432,7 +432,8 @@ func checkOffer(req *sip.Request) *sipError {
 	}
 	ct := ""
 	if h := req.ContentType(); h != nil {
-		ct = strings.ToLower(strings.TrimSpace(strings.Split(h.Value(), ";")[0]))
+		ct, _, _ = strings.Cut(h.Value(), ";")
+		ct = strings.ToLower(strings.TrimSpace(ct))
 	}
 	switch ct {
 	case "application/sdp":

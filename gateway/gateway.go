@@ -462,7 +462,7 @@ func (g *Gateway) validate(req *sip.Request, size int) *sipError {
 	// the UAS of Proxy-Require too.
 	for _, name := range []string{"Require", "Proxy-Require"} {
 		var unsupported []string
-		for _, h := range siphdr.All(req, name) {
+		for h := range siphdr.Each(req, name) {
 			for _, tag := range optionTags(h.Value()) {
 				if !supportsExtension(req.Method, tag) {
 					unsupported = append(unsupported, tag)

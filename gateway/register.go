@@ -100,7 +100,7 @@ func (g *Gateway) registerCommand(req *sip.Request) (*registrar.Register, string
 		}
 		cmd.Expires = n
 	}
-	for _, h := range siphdr.All(req, "Contact") {
+	for h := range siphdr.Each(req, "Contact") {
 		c, ok := h.(*sip.ContactHeader)
 		if !ok {
 			return nil, "Bad Contact"

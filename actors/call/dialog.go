@@ -225,7 +225,7 @@ func (a *callActor) relayRequest(m *InDialog) {
 	ev := &eventpb.InDialogRelayed{FromSide: m.Side, Method: string(m.Req.Method), InCseq: m.Req.CSeq().SeqNo, OutCseq: outCSeq,
 		DelayedOffer: m.Req.Method == sip.INVITE && len(m.Req.Body()) == 0}
 	if ev.DelayedOffer {
-		for _, h := range siphdr.All(m.Req, "Via") {
+		for h := range siphdr.Each(m.Req, "Via") {
 			ev.Via = append(ev.Via, h.Value())
 		}
 		ev.Source = strings.ToLower(m.Req.Transport()) + ":" + m.Req.Source()

@@ -55,13 +55,13 @@ func (a *callActor) onInvite(ctx actor.Context, m *Invite) {
 		Cseq: m.Req.CSeq().SeqNo, LocalTag: a.aTag,
 		Source: strings.ToLower(m.Req.Transport()) + ":" + m.Req.Source(),
 	}
-	for _, h := range siphdr.All(m.Req, "Via") {
+	for h := range siphdr.Each(m.Req, "Via") {
 		aleg.Via = append(aleg.Via, h.Value())
 	}
 	if c := m.Req.Contact(); c != nil {
 		aleg.Contact = c.Address.String()
 	}
-	for _, h := range siphdr.All(m.Req, "Record-Route") {
+	for h := range siphdr.Each(m.Req, "Record-Route") {
 		aleg.RecordRoute = append(aleg.RecordRoute, h.Value())
 	}
 	if v := m.Req.Via(); v != nil {
@@ -322,8 +322,8 @@ func (a *callActor) callerSupports100rel() bool {
 
 // hasOption tells whether a header (Supported, Require) lists opt.
 func hasOption(m headered, name, opt string) bool {
-	for _, h := range siphdr.All(m, name) {
-		for _, p := range strings.Split(h.Value(), ",") {
+	for h := range siphdr.Each(m, name) {
+		for p := range strings.SplitSeq(h.Value(), ",") {
 			if strings.EqualFold(strings.TrimSpace(p), opt) {
 				return true
 			}

@@ -157,7 +157,7 @@ func copyAllowedResponse(out, in *sip.Response) {
 		if siphdr.First(out, name) != nil {
 			continue
 		}
-		for _, h := range siphdr.All(in, name) {
+		for h := range siphdr.Each(in, name) {
 			v := h.Value()
 			if strings.EqualFold(name, "Supported") {
 				v = dropOption(v, "100rel")

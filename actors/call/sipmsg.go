@@ -278,8 +278,8 @@ func copyAllowed(m headerSink, src headered, skip ...string) { copyHeaders(m, sr
 func copyHeaders(m headerSink, src headered, rel bool, skip ...string) {
 	if rel {
 		var required []string
-		for _, h := range siphdr.All(src, "Require") {
-			for _, t := range strings.Split(h.Value(), ",") {
+		for h := range siphdr.Each(src, "Require") {
+			for t := range strings.SplitSeq(h.Value(), ",") {
 				if t = strings.TrimSpace(t); strings.EqualFold(t, "100rel") || strings.EqualFold(t, "timer") {
 					required = append(required, t)
 				}
@@ -293,7 +293,7 @@ func copyHeaders(m headerSink, src headered, rel bool, skip ...string) {
 		if contains(skip, name) {
 			continue
 		}
-		for _, h := range siphdr.All(src, name) {
+		for h := range siphdr.Each(src, name) {
 			v := h.Value()
 			if strings.EqualFold(name, "Supported") && !rel {
 				v = dropOption(v, "100rel")

@@ -11,6 +11,7 @@
 package siphdr
 
 import (
+	"iter"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
@@ -75,6 +76,19 @@ func All(m Lister, name string) []sip.Header {
 		}
 	}
 	return out
+}
+
+// Each yields every header called name, in order, as All returns them but
+// without building a slice: for a loop that only reads them.
+func Each(m Lister, name string) iter.Seq[sip.Header] {
+	return func(yield func(sip.Header) bool) {
+		c := compactOf(name)
+		for _, h := range m.Headers() {
+			if is(h.Name(), name, c) && !yield(h) {
+				return
+			}
+		}
+	}
 }
 
 // Value returns the value of the first header called name, or "".

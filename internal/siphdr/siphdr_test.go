@@ -1,6 +1,7 @@
 package siphdr
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
@@ -50,6 +51,23 @@ func TestFirstAndAll(t *testing.T) {
 	if All(req, "Proxy-Require") != nil {
 		t.Errorf("Proxy-Require found")
 	}
+	for _, name := range []string{"Contact", "supported", "Proxy-Require", "Session-Expires"} {
+		var each []sip.Header
+		for h := range Each(req, name) {
+			each = append(each, h)
+		}
+		if all := All(req, name); !slices.Equal(each, all) {
+			t.Errorf("Each(%q) yields %v, All returns %v", name, each, all)
+		}
+	}
+	n := 0
+	for range Each(req, "Contact") {
+		n++
+		break
+	}
+	if n != 1 {
+		t.Errorf("Each went on after the loop stopped: %d", n)
+	}
 }
 
 func TestNoAllocations(t *testing.T) {
@@ -58,6 +76,9 @@ func TestNoAllocations(t *testing.T) {
 		_ = First(req, "Authorization")
 		_ = First(req, "Session-Expires")
 		_ = All(req, "Proxy-Require")
+		for h := range Each(req, "Contact") {
+			_ = h.Name()
+		}
 	}); n != 0 {
 		t.Errorf("%v allocations per look-up", n)
 	}
