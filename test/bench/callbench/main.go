@@ -56,6 +56,7 @@ type options struct {
 	keep        bool
 	pause       time.Duration
 	settle      time.Duration
+	noAnswer    time.Duration
 	grace       time.Duration
 	recvTimeout time.Duration
 	tandemBin   string
@@ -79,7 +80,8 @@ func main() {
 	flag.IntVar(&o.buffSize, "buff-size", 4<<20, "sipp -buff_size (capped by net.core.rmem_max)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, sipp statistics)")
 	flag.DurationVar(&o.pause, "pause", 2*time.Second, "pause between steps")
-	flag.DurationVar(&o.settle, "settle", 35*time.Second, "pause after an unclean step, so that the server's unfinished transactions end before the next step (a BYE is retransmitted for up to 64*T1 = 32 s)")
+	flag.DurationVar(&o.settle, "settle", 45*time.Second, "pause after an unclean step, once the server is idle, so that its unfinished transactions end before the next step (a ringing call is given up after -no-answer, and its CANCEL, like a BYE, is retransmitted for up to 64*T1 = 32 s)")
+	flag.DurationVar(&o.noAnswer, "no-answer", 10*time.Second, "both servers' no-answer timer (Tandem's calls.no_answer_timeout, Kamailio's fr_inv_timer): the callees answer at once, so it only bounds how long an unclean step's calls ring on")
 	flag.DurationVar(&o.grace, "grace", 6*time.Second, "how long callees may finish open calls once the callers ended (then they are stopped)")
 	flag.DurationVar(&o.recvTimeout, "recv-timeout", 5*time.Second, "sipp -recv_timeout: a call waiting longer for a message fails")
 	flag.StringVar(&o.tandemBin, "tandem", "", "tandem binary (default bin/tandem under the repository root)")
@@ -99,6 +101,9 @@ func main() {
 	if o.seconds <= 0 || o.hold < 0 || o.perClient <= 0 || o.maxClients <= 0 || o.maxClients > 20 || o.users <= 0 {
 		fatal("-seconds, -per-client, -users must be > 0, -hold >= 0, -max-clients in 1..20")
 	}
+	if o.noAnswer < time.Second || o.noAnswer > time.Hour || o.noAnswer%time.Second != 0 {
+		fatal("-no-answer must be whole seconds in 1s..1h (Tandem's calls.no_answer_timeout is in seconds), got %v", o.noAnswer)
+	}
 	if !peers.HaveSipp() {
 		fatal("sipp not found (apt-get install -y sip-tester)")
 	}
@@ -112,8 +117,8 @@ func main() {
 	} else {
 		defer os.RemoveAll(work)
 	}
-	fmt.Printf("callbench: sipp call_uac.xml -> server -> call_uas.xml, digest auth (MD5, qop=auth), %d callers, hold %v, steps of %d s at %v/s\n",
-		o.users, o.hold, o.seconds, o.rates)
+	fmt.Printf("callbench: sipp call_uac.xml -> server -> call_uas.xml, digest auth (MD5, qop=auth), %d callers, hold %v, steps of %d s at %v/s, no-answer timer %v\n",
+		o.users, o.hold, o.seconds, o.rates, o.noAnswer)
 	fmt.Printf("machine: %d CPUs (sipp and the server share them); net.core.rmem_max=%s; load average %s\n",
 		runtime.NumCPU(), benchutil.ReadTrim("/proc/sys/net/core/rmem_max"), peers.LoadAvg())
 	fmt.Println("CPU columns are % of one core over the step (sipp = all callers and callees; other = every other process);")
@@ -258,6 +263,8 @@ func benchTandem(o options, work string) (res result) {
 		MaxExpires: 3600,
 		Users:      allUsers(o),
 		Pprof:      o.profileDir != "",
+		// The same no-answer timer as Kamailio's (FR_INV_TIMER below).
+		NoAnswerTimeout: int(o.noAnswer / time.Second),
 	}); err != nil {
 		return fail(err)
 	}
@@ -315,6 +322,7 @@ func benchKamailio(o options, work string) (res result) {
 		Realm:    o.domain,
 		Password: o.password,
 		LogDir:   dir,
+		Defines:  []string{fmt.Sprintf("FR_INV_TIMER=%d", o.noAnswer.Milliseconds())},
 	}, 15*time.Second)
 	if err != nil {
 		return fail(err)
@@ -357,6 +365,7 @@ func (b *bench) runSteps() result {
 			if lastClean {
 				time.Sleep(b.o.pause)
 			} else {
+				b.quiesce()
 				time.Sleep(max(b.o.pause, b.o.settle))
 			}
 		}
@@ -406,6 +415,40 @@ func (b *bench) runSteps() result {
 		}
 	}
 	return res
+}
+
+// quiesce waits, after an unclean step, until the server has worked off
+// its backlog: until a second passes in which it uses under 3% of a core
+// (at most quiesceMax). Only then does the settle pause start. An
+// overloaded server still sends INVITEs and BYEs of that step's calls for
+// a while after the callers have gone; a call still ringing then is given
+// up after the no-answer timer with a CANCEL; and a BYE or CANCEL nobody
+// answers is retransmitted for 32 s (64*T1). Counted from the end of the
+// step, the settle pause was too short for them, and the next step's
+// callees, on the same addresses, took the last of them as calls of their
+// own that went wrong (sipp's "unexpected BYE" and "unexpected CANCEL"),
+// failing that step (seen with Tandem after its 3,000 calls/s step had
+// collapsed). Both servers wait the same way.
+func (b *bench) quiesce() {
+	const quiesceMax = 90 * time.Second
+	start := time.Now()
+	prev, err := b.serverCPU()
+	if err != nil {
+		return
+	}
+	for time.Since(start) < quiesceMax {
+		time.Sleep(time.Second)
+		cur, err := b.serverCPU()
+		if err != nil {
+			return
+		}
+		if cur-prev < 30*time.Millisecond {
+			fmt.Printf("        (server idle %.0f s after the step; settling %s more)\n", time.Since(start).Seconds(), b.o.settle)
+			return
+		}
+		prev = cur
+	}
+	fmt.Printf("        (server still busy %s after the step; settling %s more)\n", quiesceMax, b.o.settle)
 }
 
 // achieved is the rate of successful calls over the time the callers spent
