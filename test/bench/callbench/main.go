@@ -357,13 +357,12 @@ func benchKamailio(o options, work string) (res result) {
 	return res
 }
 
-// runSteps offers each rate in turn until a step is not clean, then
-// bisects between the last clean rate and that one (-refine times, to the
-// nearest 50/s), and returns the highest clean rate. Both servers get the
-// same ladder and the same refinement.
+// runSteps runs the ladder of steps (ladder) on the server and prints
+// each step.
 func (b *bench) runSteps() result {
 	res := result{ran: true}
 	lastClean := true
+	cpuAt := map[int]float64{} // server CPU per call of each clean step, by rate
 	fmt.Printf("%7s %5s %7s %7s %7s %6s %7s %8s %9s %8s %7s %8s %7s %24s  %s\n",
 		"rate/s", "pairs", "calls", "ok", "uas-ok", "failed", "retrans", "achieved", "sipp-cpu%", "server%", "other%", "us/call", "rcvbuf", "fsyncs mean slowest", "verdict")
 	attempt := func(rate int) (bool, error) {
@@ -392,52 +391,68 @@ func (b *bench) runSteps() result {
 			benchutil.Pct(s.sippCPU, s.elapsed), benchutil.Pct(s.serverCPU, s.elapsed), benchutil.Pct(s.otherCPU, s.elapsed),
 			s.cpuPerCall(), s.rcvbuf, s.fsyncs, verdict)
 		lastClean = s.clean
-		if s.clean && rate > res.best {
-			res.best, res.bestCPU = rate, s.cpuPerCall()
+		if s.clean {
+			cpuAt[rate] = s.cpuPerCall()
 		}
 		return s.clean, nil
 	}
-	// try offers a rate; one that is not clean is offered again, -retry
-	// times, before it counts as unclean: on these shared machines a
-	// single stall (a slow fsync, another tenant) fails a step the server
-	// runs clean the next time, and the ladder would stop there. Both
-	// servers get the same retries, and every attempt is printed.
+	res.best, res.err = ladder(b.o.rates, b.o.refine, b.o.retry, attempt, func(rate, i int) {
+		fmt.Printf("        (offering %d/s again: retry %d of %d)\n", rate, i, b.o.retry)
+	})
+	res.bestCPU = cpuAt[res.best]
+	return res
+}
+
+// ladder offers each rate in turn until one is not clean, then bisects
+// between the last clean rate and that one (refine times, to the nearest
+// 50/s), and returns the highest clean rate. A rate whose attempt is not
+// clean is offered again, retry times (again is told before each retry),
+// before it counts as unclean: on these shared machines a single stall (a
+// slow fsync, another tenant) fails a step the server runs clean the next
+// time, and the ladder would stop there. Both servers get the same ladder.
+func ladder(rates []int, refine, retry int, attempt func(rate int) (bool, error), again func(rate, i int)) (int, error) {
+	best := 0
 	try := func(rate int) (bool, error) {
 		for i := 0; ; i++ {
 			clean, err := attempt(rate)
-			if clean || err != nil || i >= b.o.retry {
-				return clean, err
+			if err != nil {
+				return false, err
 			}
-			fmt.Printf("        (offering %d/s again: retry %d of %d)\n", rate, i+1, b.o.retry)
+			if clean {
+				best = max(best, rate)
+				return true, nil
+			}
+			if i >= retry {
+				return false, nil
+			}
+			again(rate, i+1)
 		}
 	}
 	failedAt := 0
-	for _, rate := range b.o.rates {
+	for _, rate := range rates {
 		clean, err := try(rate)
 		if err != nil {
-			res.err = err
-			return res
+			return best, err
 		}
 		if !clean {
 			failedAt = rate
 			break
 		}
 	}
-	for i := 0; i < b.o.refine && failedAt > 0; i++ {
-		mid := (res.best + failedAt) / 2 / 50 * 50
-		if mid <= res.best || mid >= failedAt {
+	for i := 0; i < refine && failedAt > 0; i++ {
+		mid := (best + failedAt) / 2 / 50 * 50
+		if mid <= best || mid >= failedAt {
 			break
 		}
 		clean, err := try(mid)
 		if err != nil {
-			res.err = err
-			return res
+			return best, err
 		}
 		if !clean {
 			failedAt = mid
 		}
 	}
-	return res
+	return best, nil
 }
 
 // quiesce waits, after an unclean step, until the server has worked off
