@@ -66,7 +66,8 @@ func newPendingInvites() *pendingInvites {
 
 // markRaw marks the INVITE in data (a whole message, read from source) as
 // pending when it is an initial INVITE (no To tag) with an RFC 3261
-// branch; anything else is ignored. A mark already there is kept.
+// branch; anything else is ignored. A mark already there is kept, with the
+// larger of the two sizes.
 func (p *pendingInvites) markRaw(data []byte, source net.Addr) {
 	if !bytes.HasPrefix(data, []byte("INVITE ")) {
 		return
@@ -94,7 +95,12 @@ func (p *pendingInvites) markRaw(data []byte, source net.Addr) {
 		p.swept = now
 	}
 	key := source.String() + " " + string(branch) // as sipgo's Request.Source, and the fast path's
-	if _, ok := p.marks[key]; !ok && len(p.marks) < maxPendingInvites {
+	if m, ok := p.marks[key]; ok {
+		// Another INVITE under the same key: a retransmission (the same
+		// size), or a peer reusing a branch with a larger request, which
+		// must not pass the size limit on the first one's size.
+		m.size = max(m.size, len(data))
+	} else if len(p.marks) < maxPendingInvites {
 		p.marks[key] = &inviteMark{handled: make(chan struct{}), at: now, size: len(data)}
 	}
 }

@@ -90,6 +90,14 @@ func TestPendingInvites(t *testing.T) {
 	if n := p.size(pendingReq(t, invite, src)); n != len(invite) {
 		t.Fatalf("size of the marked INVITE: %d, want its %d bytes", n, len(invite))
 	}
+	// The same key again, larger (a branch reused): the size limit must
+	// see the larger request; a smaller one after it changes nothing.
+	larger := strings.Replace(invite, "Content-Length", "X-Pad: "+strings.Repeat("x", 600)+"\r\nContent-Length", 1)
+	p.markRaw([]byte(larger), srcAddr)
+	p.markRaw([]byte(invite), srcAddr)
+	if n := p.size(pendingReq(t, invite, src)); n != len(larger) {
+		t.Fatalf("size after a larger INVITE under the same key: %d, want %d", n, len(larger))
+	}
 	go func() {
 		time.Sleep(100 * time.Millisecond)
 		p.clear(pendingReq(t, invite, src))
