@@ -256,8 +256,9 @@ func (a *callActor) startRelay(m *InDialog, req *sip.Request, side string) {
 	r := &relay{seq: a.relaySeq, side: side, in: m.Req, tx: m.Tx, done: m.Done, offer: m.Req.Body(), method: string(m.Req.Method)}
 	a.relay = r
 	seq := r.seq
+	mgr, id := a.m, a.id // not a: see sendLegInvite
 	if err := a.cfg.Transport.Request(req, func(res *sip.Response, err error) {
-		_ = a.m.Deliver(a.id, &relayResponse{seq: seq, res: res, err: err})
+		_ = mgr.Deliver(id, &relayResponse{seq: seq, res: res, err: err})
 	}); err != nil {
 		a.relay = nil
 		a.respondTo(m.Tx, m.Req, 500, "Server Internal Error", nil)

@@ -121,6 +121,8 @@ type Manager struct {
 	live    map[string]*actor.PID
 	gen     uint64
 	stopped bool
+
+	spawned func(*callActor) // tests: sees each actor the producer makes
 }
 
 // NewManager creates a manager on system.
@@ -167,7 +169,13 @@ func (m *Manager) Deliver(id string, msg any) error {
 		if m.cfg.Dispatcher != nil {
 			opts = append(opts, actor.WithDispatcher(m.cfg.Dispatcher))
 		}
-		props := actor.PropsFromProducer(func() actor.Actor { return newCallActor(m, id) }, opts...)
+		props := actor.PropsFromProducer(func() actor.Actor {
+			a := newCallActor(m, id)
+			if m.spawned != nil {
+				m.spawned(a)
+			}
+			return a
+		}, opts...)
 		var err error
 		pid, err = m.system.Root.SpawnNamed(props, "call/"+id+"/"+strconv.FormatUint(m.gen, 10))
 		if err != nil {
