@@ -155,6 +155,17 @@ func (g *Gateway) Request(req *sip.Request, on func(*sip.Response, error)) error
 					final = true
 				}
 				on(res, nil)
+				if final && !req.IsInvite() {
+					// sipgo keeps a non-INVITE client transaction 32 s
+					// after its final response (Timer D's value, where
+					// RFC 3261 17.1.2.2 has Timer K = T4, 5 s, over UDP),
+					// and with it the request and the response: a BYE's
+					// held some 3 KB per call for 32 s, the largest share
+					// of an ended call's memory. The Completed state only
+					// absorbs retransmissions of the final response; ended
+					// here, they find no transaction and stray drops them.
+					tx.Terminate()
+				}
 				if final {
 					// Nothing more comes on Responses: a retransmitted
 					// 2xx to an INVITE goes to OnRetransmission (and,
@@ -218,6 +229,13 @@ func (g *Gateway) Write(m sip.Message) error {
 func (g *Gateway) stray(res *sip.Response) {
 	f := res.From()
 	if f == nil || g.calls == nil {
+		return
+	}
+	if cs := res.CSeq(); cs == nil || cs.MethodName != sip.INVITE {
+		// Only an INVITE's responses mean something without their
+		// transaction (a 2xx to ACK, a non-2xx to ACK hop by hop); any
+		// other is a retransmission to drop (RFC 3261 17.1.2.2), not a
+		// reason to wake (or replay) the call.
 		return
 	}
 	tag, _ := f.Params.Get("tag")

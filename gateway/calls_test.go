@@ -363,3 +363,76 @@ func TestBindLocalFixesTheDestinationSipgoWouldCompute(t *testing.T) {
 		t.Errorf("a destination already set became %q", got)
 	}
 }
+
+// A non-INVITE client transaction ends with its final response: sipgo
+// kept it 32 s more, and with it the request and the response. A
+// retransmission of that response then finds no transaction, and stray
+// drops it rather than wake the call.
+func TestNonInviteClientTransactionEndsWithItsFinalResponse(t *testing.T) {
+	spy := &routerSpy{}
+	tg := startGatewayWith(t, func(g *Gateway) { g.SetCalls(spy) })
+	id := call.IDFor("ca@10.1.1.1", "fa", 1)
+	raw := "BYE sip:bob@" + tg.conn.LocalAddr().String() + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + tg.addr + ";branch=z9hG4bK-ct-bye1\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:alice@example.test>;tag=" + call.ALegTag(id) + "\r\n" +
+		"To: <sip:bob@example.test>;tag=tb\r\nCall-ID: ct-1@test\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+	msg, err := sip.ParseMessage([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := msg.(*sip.Request)
+	req.SetTransport("UDP")
+	got := make(chan *sip.Response, 4)
+	if err := tg.g.Request(req, func(res *sip.Response, err error) {
+		if res != nil {
+			got <- res
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	buf := make([]byte, 65535)
+	_ = tg.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	n, from, err := tg.conn.ReadFromUDP(buf)
+	if err != nil {
+		t.Fatalf("the BYE never came: %v", err)
+	}
+	in, err := sip.ParseMessage(buf[:n])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := sip.NewResponseFromRequest(in.(*sip.Request), 200, "OK", nil).String()
+	if _, err := tg.conn.WriteToUDP([]byte(ok), from); err != nil {
+		t.Fatal(err)
+	}
+	var res *sip.Response
+	select {
+	case res = <-got:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the 200 never reached the callback")
+	}
+	if res.StatusCode != 200 {
+		t.Fatalf("callback got %d", res.StatusCode)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for tg.g.txs.clientFor(res) != nil && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if tg.g.txs.clientFor(res) != nil {
+		t.Fatal("the BYE's client transaction outlived its final response")
+	}
+
+	// The 200 again, as a UAS whose answer seemed lost would send it.
+	if _, err := tg.conn.WriteToUDP([]byte(ok), from); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := spy.n.Load(); n != 0 {
+		t.Fatalf("a retransmitted 200 to a BYE reached the call router %d times", n)
+	}
+	select {
+	case r := <-got:
+		t.Fatalf("the callback got a second response: %d", r.StatusCode)
+	default:
+	}
+}
