@@ -376,49 +376,8 @@ func TestNonInviteClientTransactionEndsWithItsFinalResponse(t *testing.T) {
 		"Via: SIP/2.0/UDP " + tg.addr + ";branch=z9hG4bK-ct-bye1\r\n" +
 		"Max-Forwards: 70\r\nFrom: <sip:alice@example.test>;tag=" + call.ALegTag(id) + "\r\n" +
 		"To: <sip:bob@example.test>;tag=tb\r\nCall-ID: ct-1@test\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
-	msg, err := sip.ParseMessage([]byte(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := msg.(*sip.Request)
-	req.SetTransport("UDP")
-	got := make(chan *sip.Response, 4)
-	if err := tg.g.Request(req, func(res *sip.Response, err error) {
-		if res != nil {
-			got <- res
-		}
-	}); err != nil {
-		t.Fatal(err)
-	}
-
-	buf := make([]byte, 65535)
-	_ = tg.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
-	n, from, err := tg.conn.ReadFromUDP(buf)
-	if err != nil {
-		t.Fatalf("the BYE never came: %v", err)
-	}
-	in, err := sip.ParseMessage(buf[:n])
-	if err != nil {
-		t.Fatal(err)
-	}
-	ok := sip.NewResponseFromRequest(in.(*sip.Request), 200, "OK", nil).String()
-	if _, err := tg.conn.WriteToUDP([]byte(ok), from); err != nil {
-		t.Fatal(err)
-	}
-	var res *sip.Response
-	select {
-	case res = <-got:
-	case <-time.After(3 * time.Second):
-		t.Fatal("the 200 never reached the callback")
-	}
-	if res.StatusCode != 200 {
-		t.Fatalf("callback got %d", res.StatusCode)
-	}
-	deadline := time.Now().Add(2 * time.Second)
-	for tg.g.txs.clientFor(res) != nil && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if tg.g.txs.clientFor(res) != nil {
+	res, ok, from, got := sentAndAnswered(t, tg.g, tg.conn, raw, "")
+	if !within(2*time.Second, func() bool { return tg.g.txs.clientFor(res) == nil }) {
 		t.Fatal("the BYE's client transaction outlived its final response")
 	}
 

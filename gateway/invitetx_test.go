@@ -80,6 +80,30 @@ func TestInviteTransactionsEndOnA2xx(t *testing.T) {
 		"Max-Forwards: 70\r\nFrom: <sip:alice@example.test>;tag=" + call.BLegTag(id, 1) + "\r\n" +
 		"To: <sip:bob@example.test>\r\nCall-ID: " + call.BLegTag(id, 1) + "\r\nCSeq: 1 INVITE\r\n" +
 		"Contact: <sip:" + call.BLegTag(id, 1) + "@127.0.0.1>\r\nContent-Length: 0\r\n\r\n"
+	res, ok, from, _ := sentAndAnswered(t, g, uas, raw, "tb")
+	if !within(2*time.Second, func() bool { return g.txs.clientFor(res) == nil }) {
+		t.Fatal("the INVITE's client transaction outlived its 2xx")
+	}
+	if _, err := uas.WriteToUDP([]byte(ok), from); err != nil { // the UAS got no ACK
+		t.Fatal(err)
+	}
+	select {
+	case s := <-r.strays:
+		if s.Side != "b" || s.Leg != 1 || s.Res.StatusCode != 200 {
+			t.Fatalf("stray %+v", s)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the retransmitted 2xx never reached the call")
+	}
+}
+
+// sentAndAnswered sends raw (a request as a call actor builds it) through
+// g.Request to the UAS listening on uas, which answers it 200 (with To
+// tag toTag when not empty). It returns the response the callback got,
+// the 200 as sent (for a test to send again), where it came from, and the
+// callback's channel.
+func sentAndAnswered(t *testing.T, g *Gateway, uas *net.UDPConn, raw, toTag string) (*sip.Response, string, *net.UDPAddr, chan *sip.Response) {
+	t.Helper()
 	msg, err := sip.ParseMessage([]byte(raw))
 	if err != nil {
 		t.Fatal(err)
@@ -98,39 +122,28 @@ func TestInviteTransactionsEndOnA2xx(t *testing.T) {
 	_ = uas.SetReadDeadline(time.Now().Add(3 * time.Second))
 	n, from, err := uas.ReadFromUDP(buf)
 	if err != nil {
-		t.Fatalf("the INVITE never came: %v", err)
+		t.Fatalf("the %s never came: %v", req.Method, err)
 	}
 	in, err := sip.ParseMessage(buf[:n])
 	if err != nil {
 		t.Fatal(err)
 	}
 	okRes := sip.NewResponseFromRequest(in.(*sip.Request), 200, "OK", nil)
-	okRes.To().Params.Add("tag", "tb")
+	if toTag != "" {
+		okRes.To().Params.Add("tag", toTag)
+	}
 	ok := okRes.String()
 	if _, err := uas.WriteToUDP([]byte(ok), from); err != nil {
 		t.Fatal(err)
 	}
-	var res *sip.Response
 	select {
-	case res = <-got:
+	case res := <-got:
+		if res.StatusCode != 200 {
+			t.Fatalf("callback got %d", res.StatusCode)
+		}
+		return res, ok, from, got
 	case <-time.After(3 * time.Second):
 		t.Fatal("the 200 never reached the callback")
-	}
-	if res.StatusCode != 200 {
-		t.Fatalf("callback got %d", res.StatusCode)
-	}
-	if !within(2*time.Second, func() bool { return g.txs.clientFor(res) == nil }) {
-		t.Fatal("the INVITE's client transaction outlived its 2xx")
-	}
-	if _, err := uas.WriteToUDP([]byte(ok), from); err != nil { // the UAS got no ACK
-		t.Fatal(err)
-	}
-	select {
-	case s := <-r.strays:
-		if s.Side != "b" || s.Leg != 1 || s.Res.StatusCode != 200 {
-			t.Fatalf("stray %+v", s)
-		}
-	case <-time.After(3 * time.Second):
-		t.Fatal("the retransmitted 2xx never reached the call")
+		return nil, "", nil, nil
 	}
 }
