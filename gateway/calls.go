@@ -160,19 +160,20 @@ func (g *Gateway) Request(req *sip.Request, on func(*sip.Response, error)) error
 					// after its final response (Timer D's value, where
 					// RFC 3261 17.1.2.2 has Timer K = T4, 5 s, over UDP),
 					// and with it the request and the response: a BYE's
-					// held some 3 KB per call for 32 s, the largest share
-					// of an ended call's memory. The Completed state only
-					// absorbs retransmissions of the final response; ended
-					// here, they find no transaction and stray drops them.
+					// held some 3 KB per call for 32 s. The Completed
+					// state only absorbs retransmissions of the final
+					// response; ended here, they find no transaction and
+					// stray drops them.
 					tx.Terminate()
 				}
 				if final {
 					// Nothing more comes on Responses: a retransmitted
-					// 2xx to an INVITE goes to OnRetransmission (and,
-					// once the transaction is gone, to the stray
-					// handler). Returning here matters: an INVITE's
-					// transaction lives 32 s after its 2xx (Timer M), and
-					// a goroutine held that long per call was tens of
+					// 2xx to an INVITE goes to OnRetransmission while the
+					// transaction lasts (New has it end on the 2xx), then
+					// to the stray handler. Returning here matters: after
+					// a non-2xx an INVITE's transaction lives 32 s (Timer
+					// D, to ACK the response's retransmissions), and a
+					// goroutine held that long per call was tens of
 					// thousands of stacks for the GC to scan under load.
 					return
 				}
