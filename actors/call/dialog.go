@@ -384,7 +384,7 @@ func (a *callActor) onRelayResponse(ctx actor.Context, m *relayResponse) {
 	res := m.res
 	if res.StatusCode < 200 {
 		if res.StatusCode > 100 && r.method == "INVITE" {
-			out := sip.NewResponseFromRequest(r.in, res.StatusCode, res.Reason, nil)
+			out := newResponse(r.in, res.StatusCode, res.Reason, nil, "")
 			a.send(r.tx, out)
 		}
 		return
@@ -419,7 +419,7 @@ func (a *callActor) onRelayResponse(ctx actor.Context, m *relayResponse) {
 			a.armSession()
 		}
 	}
-	out := sip.NewResponseFromRequest(r.in, res.StatusCode, res.Reason, res.Body())
+	out := newResponse(r.in, res.StatusCode, res.Reason, res.Body(), "")
 	if ct := contentType(res); ct != "" && len(res.Body()) > 0 {
 		out.AppendHeader(sip.NewHeader("Content-Type", ct))
 	}

@@ -4,6 +4,8 @@ package call
 
 import (
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
@@ -15,13 +17,7 @@ import (
 // request or, after a restart, from the events), with Tandem's tag and,
 // for 18x and 2xx, its Contact.
 func (a *callActor) responseToA(code int, reason string, body []byte, ctype string) *sip.Response {
-	req := a.aInvite()
-	res := sip.NewResponseFromRequest(req, code, reason, body)
-	if code > 100 {
-		if to := res.To(); to != nil {
-			to.Params.Add("tag", a.aTag)
-		}
-	}
+	res := newResponse(a.aInvite(), code, reason, body, a.aTag)
 	if code > 100 && code < 300 {
 		res.AppendHeader(sip.NewHeader("Contact", a.aContact()))
 	}
@@ -96,12 +92,11 @@ func (a *callActor) finishA() {
 }
 
 func (a *callActor) respondTo(tx Responder, req *sip.Request, code int, reason string, hdrs [][2]string) {
-	res := sip.NewResponseFromRequest(req, code, reason, nil)
-	if to := res.To(); to != nil && code > 100 {
-		if tag, _ := req.To().Params.Get("tag"); tag == "" {
-			to.Params.Add("tag", a.aTag)
-		}
+	tag := ""
+	if to := req.To(); to != nil && !to.Params.Has("tag") {
+		tag = a.aTag
 	}
+	res := newResponse(req, code, reason, nil, tag)
 	for _, h := range hdrs {
 		res.AppendHeader(sip.NewHeader(h[0], h[1]))
 	}
@@ -171,4 +166,99 @@ func copyAllowedResponse(out, in *sip.Response) {
 	if req := siphdr.First(in, "Require"); req != nil && strings.Contains(strings.ToLower(req.Value()), "timer") && siphdr.First(out, "Require") == nil {
 		out.AppendHeader(sip.NewHeader("Require", "timer"))
 	}
+}
+
+// newResponse builds the response to req that sipgo's
+// NewResponseFromRequest builds (RFC 3261 8.2.6: the Vias, From, To,
+// Call-ID and CSeq copied, the top Via's empty rport filled in with
+// received (RFC 3581 4); Record-Route copied into 18x and 2xx and an
+// INVITE's other provisionals (12.1.1), Timestamp into a 100), with
+// toTag as the To tag when code > 100 and toTag is not empty, and without
+// copying what it does not change: the request's header objects are
+// shared, and only the To it tags and a top Via it fills in are clones.
+// Neither message's shared headers are modified afterwards. sipgo's
+// clones (and the random To tag it adds, which we replace) were about a
+// tenth of the node's allocations at 2,000 calls/s (pprof alloc_objects).
+// Its destination is where RFC 3261 18.2.2 sends a response over UDP,
+// as sipgo's server transaction works it out: the source address, at the
+// top Via's port (rport's, or the source port for an empty rport).
+func newResponse(req *sip.Request, code int, reason string, body []byte, toTag string) *sip.Response {
+	res := sip.NewResponse(code, reason)
+	res.SipVersion = req.SipVersion
+	ack := req.IsAck()
+	if req.Method != sip.REGISTER && !ack &&
+		((code >= 180 && code < 190) || (code >= 200 && code < 300) || (req.IsInvite() && code > 100 && code < 200)) {
+		for h := range siphdr.Each(req, "Record-Route") {
+			res.AppendHeader(h)
+		}
+	}
+	top := true
+	for h := range siphdr.Each(req, "Via") {
+		if v, ok := h.(*sip.ViaHeader); ok && top {
+			if rp, ok := v.Params.Get("rport"); ok && rp == "" {
+				host, port, _ := net.SplitHostPort(req.Source())
+				v = v.Clone()
+				v.Params.Add("rport", port)
+				v.Params.Add("received", host)
+				h = v
+			}
+		}
+		top = false
+		res.AppendHeader(h)
+	}
+	if h := req.From(); h != nil {
+		res.AppendHeader(h)
+	}
+	if h := req.To(); h != nil {
+		if code > 100 && toTag != "" {
+			to := sip.HeaderClone(h).(*sip.ToHeader)
+			to.Params.Add("tag", toTag)
+			res.AppendHeader(to)
+		} else {
+			res.AppendHeader(h)
+		}
+	}
+	if h := req.CallID(); h != nil {
+		res.AppendHeader(h)
+	}
+	if h := req.CSeq(); h != nil {
+		res.AppendHeader(h)
+	}
+	if code == 100 {
+		for h := range siphdr.Each(req, "Timestamp") {
+			res.AppendHeader(h)
+		}
+	}
+	res.SetBody(body)
+	res.SetTransport(req.Transport())
+	res.SetDestination(responseDestination(req))
+	return res
+}
+
+// responseDestination is where a response to req goes: over UDP the
+// source address at the top Via's port (RFC 3261 18.2.2), rport's if it
+// has one, the source port if its rport is empty (RFC 3581 4); over a
+// connection, its source (the connection it came on).
+func responseDestination(req *sip.Request) string {
+	src := req.Source()
+	v := req.Via()
+	if v == nil || !strings.EqualFold(req.Transport(), "UDP") {
+		return src
+	}
+	host, sport, err := net.SplitHostPort(src)
+	if err != nil {
+		return src
+	}
+	port := strconv.Itoa(sip.DefaultPort("UDP"))
+	if v.Port > 0 {
+		port = strconv.Itoa(v.Port)
+	}
+	if rp, ok := v.Params.Get("rport"); ok {
+		if rp == "" {
+			port = sport
+		} else if _, err := strconv.Atoi(rp); err == nil {
+			port = rp
+		}
+	}
+	return net.JoinHostPort(host, port)
 }
