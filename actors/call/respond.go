@@ -177,16 +177,16 @@ func copyAllowedResponse(out, in *sip.Response) {
 // copying what it does not change: the request's header objects are
 // shared, and only the To it tags and a top Via it fills in are clones.
 // Neither message's shared headers are modified afterwards. sipgo's
-// clones (and the random To tag it adds, which we replace) were about a
-// tenth of the node's allocations at 2,000 calls/s (pprof alloc_objects).
+// builder was about a tenth of the node's allocations at 2,000 calls/s
+// (pprof alloc_objects), with the random To tag it adds and we replaced;
+// this one took the allocations per call from 930 to 896.
 // Its destination is where RFC 3261 18.2.2 sends a response over UDP,
 // as sipgo's server transaction works it out: the source address, at the
 // top Via's port (rport's, or the source port for an empty rport).
 func newResponse(req *sip.Request, code int, reason string, body []byte, toTag string) *sip.Response {
 	res := sip.NewResponse(code, reason)
 	res.SipVersion = req.SipVersion
-	ack := req.IsAck()
-	if req.Method != sip.REGISTER && !ack &&
+	if req.Method != sip.REGISTER && !req.IsAck() &&
 		((code >= 180 && code < 190) || (code >= 200 && code < 300) || (req.IsInvite() && code > 100 && code < 200)) {
 		for h := range siphdr.Each(req, "Record-Route") {
 			res.AppendHeader(h)
