@@ -392,6 +392,14 @@ func (g *Gateway) handleInvite(req *sip.Request, tx responder) {
 		g.respond(tx, req, 403, "Forbidden (From is not the authenticated user)", nil)
 		return
 	}
+	// Admission before any work for the call: a node at its limits
+	// answers 503 at once (admission.go).
+	ftag, _ := from.Params.Get("tag")
+	id := call.IDFor(callID(req), ftag, req.CSeq().SeqNo)
+	if e := g.admit.check(id, g.calls); e != nil {
+		g.respond(tx, req, e.code, e.reason, e.headers)
+		return
+	}
 	callee := req.Recipient.User
 	if callee == "" {
 		g.respond(tx, req, 404, "Not Found", nil)
@@ -407,8 +415,6 @@ func (g *Gateway) handleInvite(req *sip.Request, tx responder) {
 		g.respond(tx, req, 480, "Temporarily Unavailable", nil)
 		return
 	}
-	ftag, _ := from.Params.Get("tag")
-	id := call.IDFor(callID(req), ftag, req.CSeq().SeqNo)
 	if st, ok := tx.(*sip.ServerTx); ok {
 		// The UDP fast path and the TCP framer (tcpcancel.go) take every
 		// CANCEL before sipgo's transaction layer, which would answer it

@@ -80,6 +80,13 @@ type Options struct {
 	// give the final response (sip transaction kept alive meanwhile).
 	// Default 5 minutes.
 	InviteWait time.Duration
+	// MaxCallRate, MaxActiveCalls, ActiveCalls and OverloadRetryAfter
+	// configure call admission (admission.go; config calls.max_rate,
+	// calls.max_active, calls.overload_retry_after). Zero: no limit.
+	MaxCallRate        int
+	MaxActiveCalls     int
+	ActiveCalls        func() int
+	OverloadRetryAfter time.Duration
 }
 
 // Gateway serves SIP.
@@ -99,6 +106,7 @@ type Gateway struct {
 	// pending: initial INVITEs read and not yet with their call, which
 	// CANCELs wait for (pendinginvite.go)
 	pending *pendingInvites
+	admit   *admission
 	local   atomic.Pointer[boundLocal]
 	// workers run handlers of requests sipgo's transaction layer passes
 	// us, and follow client transactions (Request).
@@ -164,6 +172,7 @@ func New(opts Options) (*Gateway, error) {
 		workers: dispatch.New(handlerWorkers, 0)}
 	g.tcp = tcpCancels{partial: map[string]*tcpPartial{}, maxBytes: max(2*opts.MaxMessageBytes, 64<<10), take: g.takeTCPCancel, unframed: g.rejectUnframed}
 	g.pending = newPendingInvites()
+	g.admit = newAdmission(opts)
 	g.tcp.seen = g.pending.markRaw
 	g.fast = fastPath{parser: sip.NewParser(), jobs: make(chan udpJob, fastQueue), conns: map[string]*udpWriter{}, byAddr: map[*net.UDPAddr]*udpWriter{}}
 	g.ours[strings.ToLower(opts.Domain)] = true

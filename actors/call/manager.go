@@ -193,6 +193,15 @@ func (m *Manager) Deliver(id string, msg any) error {
 // timers, or ends a call that was ringing).
 func (m *Manager) Activate(id string) error { return m.Deliver(id, &recoverMsg{}) }
 
+// Has tells whether call id has a live activation on this node (the
+// gateway's call admission does not count a call it already has).
+func (m *Manager) Has(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.live[id]
+	return ok
+}
+
 // Live is the number of live activations.
 func (m *Manager) Live() int {
 	m.mu.Lock()

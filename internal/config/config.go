@@ -92,6 +92,18 @@ type Calls struct {
 	NoAnswerTimeout int `yaml:"no_answer_timeout"`
 	// MaxForks: most contacts one call forks to in parallel. Default 8.
 	MaxForks int `yaml:"max_forks"`
+	// MaxRate: new calls a second this node takes (a token bucket holding
+	// one second's worth); an INVITE beyond it gets 503 Service
+	// Unavailable with Retry-After (RFC 3261 21.5.4), so that the calls in
+	// progress keep the node's capacity. Default 0: no limit.
+	MaxRate int `yaml:"max_rate"`
+	// MaxActive: calls in progress on this node (ringing or answered, as
+	// the live-calls projection counts them) beyond which a new INVITE
+	// gets 503 with Retry-After. Default 0: no limit.
+	MaxActive int `yaml:"max_active"`
+	// OverloadRetryAfter: the Retry-After, in seconds, of those 503s.
+	// Default 5.
+	OverloadRetryAfter int `yaml:"overload_retry_after"`
 }
 
 // SIP configures the SIP side: listeners, registrar limits, digest auth and
@@ -343,6 +355,9 @@ func (c *Config) applyDefaults() {
 	if c.CDR.Sink == "" {
 		c.CDR.Sink = "sqlite"
 	}
+	if c.Calls.OverloadRetryAfter == 0 {
+		c.Calls.OverloadRetryAfter = 5
+	}
 	if c.Calls.MaxForks == 0 {
 		c.Calls.MaxForks = 8
 	}
@@ -418,6 +433,15 @@ func (v *validator) check(c *Config) {
 	}
 	if n := c.Calls.MaxForks; n < 1 || n > 32 {
 		v.fail("calls.max_forks", "must be 1..32, got %d", n)
+	}
+	if n := c.Calls.MaxRate; n < 0 {
+		v.fail("calls.max_rate", "must be 0 (no limit) or more calls a second, got %d", n)
+	}
+	if n := c.Calls.MaxActive; n < 0 {
+		v.fail("calls.max_active", "must be 0 (no limit) or more calls, got %d", n)
+	}
+	if n := c.Calls.OverloadRetryAfter; n < 1 || n > 3600 {
+		v.fail("calls.overload_retry_after", "must be 1..3600 seconds, got %d", n)
 	}
 	if n := c.Store.CommitWindowUS; n > 50000 {
 		v.fail("store.commit_window_us", "must be at most 50000 microseconds (negative: no window), got %d", n)

@@ -40,6 +40,9 @@ func TestParseGood(t *testing.T) {
 	if c.CDR.Sink != "sqlite" || c.CDRSQLitePath() != "data/projections/cdr.sqlite" {
 		t.Fatalf("CDR defaults: %+v, %s", c.CDR, c.CDRSQLitePath())
 	}
+	if c.Calls.MaxRate != 0 || c.Calls.MaxActive != 0 || c.Calls.OverloadRetryAfter != 5 {
+		t.Fatalf("calls limits default: %+v", c.Calls)
+	}
 	if c.Store.CommitWindow() != 2*time.Millisecond {
 		t.Fatalf("store.commit_window_us default: %v", c.Store.CommitWindow())
 	}
@@ -66,6 +69,9 @@ func TestParseErrorsNameKeyAndLine(t *testing.T) {
 		{"unknown cdr sink", good + "cdr:\n  sink: mysql\n", "cdr.sink", 14},
 		{"postgres without dsn", good + "cdr:\n  sink: postgres\n", "cdr.postgres_dsn", 13},
 		{"commit window too long", good + "store:\n  commit_window_us: 50001\n", "store.commit_window_us", 14},
+		{"negative call rate", good + "calls:\n  max_rate: -1\n", "calls.max_rate", 14},
+		{"negative active calls", good + "calls:\n  max_active: -5\n", "calls.max_active", 14},
+		{"retry-after out of range", good + "calls:\n  overload_retry_after: 7200\n", "calls.overload_retry_after", 14},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -249,7 +249,11 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			}
 			return out
 		},
-		KnownUser: func(user string) bool { _, ok := users[user]; return ok },
+		KnownUser:          func(user string) bool { _, ok := users[user]; return ok },
+		MaxCallRate:        n.cfg.Calls.MaxRate,
+		MaxActiveCalls:     n.cfg.Calls.MaxActive,
+		ActiveCalls:        n.live.Count,
+		OverloadRetryAfter: time.Duration(n.cfg.Calls.OverloadRetryAfter) * time.Second,
 	})
 	if err != nil {
 		return err

@@ -34,6 +34,9 @@ type TandemConfig struct {
 	HA1Users   []HA1User
 	// NoAnswerTimeout is calls.no_answer_timeout in seconds (0: leave out).
 	NoAnswerTimeout int
+	// MaxCallRate and MaxActiveCalls are calls.max_rate and
+	// calls.max_active (0: leave out).
+	MaxCallRate, MaxActiveCalls int
 	// Pprof serves Go's profiler on the HTTP listener (http.pprof).
 	Pprof bool
 	// CDRSink is cdr.sink ("" leaves the default, sqlite); PostgresDSN is
@@ -78,8 +81,17 @@ func WriteTandemConfig(path string, cfg TandemConfig) error {
 			fmt.Fprintf(&b, "  - {user: %s, ha1: %s}\n", q(u.User), q(u.HA1))
 		}
 	}
-	if cfg.NoAnswerTimeout > 0 {
-		fmt.Fprintf(&b, "calls:\n  no_answer_timeout: %d\n", cfg.NoAnswerTimeout)
+	if cfg.NoAnswerTimeout > 0 || cfg.MaxCallRate > 0 || cfg.MaxActiveCalls > 0 {
+		b.WriteString("calls:\n")
+		if cfg.NoAnswerTimeout > 0 {
+			fmt.Fprintf(&b, "  no_answer_timeout: %d\n", cfg.NoAnswerTimeout)
+		}
+		if cfg.MaxCallRate > 0 {
+			fmt.Fprintf(&b, "  max_rate: %d\n", cfg.MaxCallRate)
+		}
+		if cfg.MaxActiveCalls > 0 {
+			fmt.Fprintf(&b, "  max_active: %d\n", cfg.MaxActiveCalls)
+		}
 	}
 	if cfg.CDRSink != "" {
 		fmt.Fprintf(&b, "cdr:\n  sink: %s\n", q(cfg.CDRSink))
