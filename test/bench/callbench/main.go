@@ -45,28 +45,29 @@ import (
 )
 
 type options struct {
-	only        string
-	rates       []int
-	seconds     int
-	hold        time.Duration
-	refine      int
-	retry       int
-	users       int
-	perClient   int
-	maxClients  int
-	kamChildren int
-	domain      string
-	password    string
-	buffSize    int
-	keep        bool
-	pause       time.Duration
-	settle      time.Duration
-	noAnswer    time.Duration
-	grace       time.Duration
-	recvTimeout time.Duration
-	tandemBin   string
-	profileDir  string
-	pprofURL    string // set for Tandem's steps when profileDir is
+	only          string
+	rates         []int
+	seconds       int
+	hold          time.Duration
+	refine        int
+	retry         int
+	users         int
+	perClient     int
+	maxClients    int
+	kamChildren   int
+	domain        string
+	password      string
+	buffSize      int
+	keep          bool
+	pause         time.Duration
+	settle        time.Duration
+	noAnswer      time.Duration
+	grace         time.Duration
+	recvTimeout   time.Duration
+	tandemBin     string
+	profileDir    string
+	tandemMaxRate int
+	pprofURL      string // set for Tandem's steps when profileDir is
 }
 
 func main() {
@@ -90,6 +91,7 @@ func main() {
 	flag.DurationVar(&o.noAnswer, "no-answer", 10*time.Second, "both servers' no-answer timer (Tandem's calls.no_answer_timeout, Kamailio's fr_inv_timer): the callees answer at once, so it only bounds how long an unclean step's calls ring on")
 	flag.DurationVar(&o.grace, "grace", 6*time.Second, "how long callees may finish open calls once the callers ended (then they are stopped)")
 	flag.DurationVar(&o.recvTimeout, "recv-timeout", 5*time.Second, "sipp -recv_timeout: a call waiting longer for a message fails")
+	flag.IntVar(&o.tandemMaxRate, "tandem-max-rate", 0, "Tandem's calls.max_rate (0: no limit): past it new calls get 503, which sipp counts as failed calls; for watching what the calls admitted do under overload, not for the ratio")
 	flag.StringVar(&o.tandemBin, "tandem", "", "tandem binary (default bin/tandem under the repository root)")
 	flag.StringVar(&o.profileDir, "cpuprofile", "", "save a CPU profile of Tandem for each step under this directory (step-RATE.pprof), and a goroutine dump and heap profile from halfway through it (step-RATE.goroutines.txt, step-RATE.heap.pprof)")
 	flag.Parse()
@@ -274,6 +276,7 @@ func benchTandem(o options, work string) (res result) {
 		Pprof:      o.profileDir != "",
 		// The same no-answer timer as Kamailio's (FR_INV_TIMER below).
 		NoAnswerTimeout: int(o.noAnswer / time.Second),
+		MaxCallRate:     o.tandemMaxRate,
 	}); err != nil {
 		return fail(err)
 	}
