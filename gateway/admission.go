@@ -30,6 +30,13 @@ type admission struct {
 	active     func() int
 	clock      clock.Clock
 	retryAfter string
+	metrics    refusalMetrics // nil: not counted
+}
+
+// refusalMetrics counts refused calls (tandem_calls_refused_total), when
+// the gateway's Metrics can.
+type refusalMetrics interface {
+	CallRefused(limit string)
 }
 
 // callHolder is what a call router may tell: whether a call is live on
@@ -40,6 +47,7 @@ type callHolder interface {
 
 func newAdmission(opts Options) *admission {
 	a := &admission{maxActive: opts.MaxActiveCalls, active: opts.ActiveCalls, clock: opts.Clock}
+	a.metrics, _ = opts.Metrics.(refusalMetrics)
 	if opts.MaxCallRate > 0 {
 		a.rate = rate.NewLimiter(rate.Limit(opts.MaxCallRate), opts.MaxCallRate)
 	}
@@ -65,15 +73,18 @@ func (a *admission) check(id string, calls CallRouter) *sipError {
 		return nil
 	}
 	if a.maxActive > 0 && a.active() >= a.maxActive {
-		return a.refuse("Too Many Calls")
+		return a.refuse("active", "Too Many Calls")
 	}
 	if a.rate != nil && !a.rate.AllowN(a.clock.Now(), 1) {
-		return a.refuse("Call Rate Exceeded")
+		return a.refuse("rate", "Call Rate Exceeded")
 	}
 	return nil
 }
 
-func (a *admission) refuse(why string) *sipError {
+func (a *admission) refuse(limit, why string) *sipError {
+	if a.metrics != nil {
+		a.metrics.CallRefused(limit)
+	}
 	return &sipError{code: 503, reason: "Service Unavailable", headers: [][2]string{
 		{"Retry-After", a.retryAfter},
 		{"Warning", `399 tandem "` + why + `"`},

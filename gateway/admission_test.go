@@ -43,11 +43,12 @@ func TestCallAdmission(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
 	active := 0
 	var mu sync.Mutex
+	refused := &refusalCounter{by: map[string]int{}}
 	r := &holding{answering: answering{strays: make(chan *call.Stray, 4)}, calls: map[string]bool{}}
 	_, addr := startDualGateway(t, func(g *Gateway) {
 		g.SetCalls(r)
 		g.opts.Locate = func(string) []string { return []string{"sip:bob@127.0.0.1:9"} }
-		g.admit = newAdmission(Options{MaxCallRate: 2, MaxActiveCalls: 3, Clock: clk,
+		g.admit = newAdmission(Options{MaxCallRate: 2, MaxActiveCalls: 3, Clock: clk, Metrics: refused,
 			ActiveCalls: func() int { mu.Lock(); defer mu.Unlock(); return active }})
 	})
 	c := dialUDP(t, addr)
@@ -97,6 +98,25 @@ func TestCallAdmission(t *testing.T) {
 	if w := res.GetHeader("Warning"); w == nil || !strings.Contains(w.Value(), "Too Many Calls") {
 		t.Fatalf("503 without the Warning saying why: %v", w)
 	}
+	refused.mu.Lock()
+	defer refused.mu.Unlock()
+	if refused.by["rate"] != 1 || refused.by["active"] != 1 || len(refused.by) != 2 {
+		t.Fatalf("refusals counted %v, want one for each limit", refused.by)
+	}
+}
+
+// refusalCounter is a Metrics that keeps the refusals counted.
+type refusalCounter struct {
+	mu sync.Mutex
+	by map[string]int
+}
+
+func (r *refusalCounter) SIPRequest(string) {}
+func (r *refusalCounter) SIPResponse(int)   {}
+func (r *refusalCounter) CallRefused(limit string) {
+	r.mu.Lock()
+	r.by[limit]++
+	r.mu.Unlock()
 }
 
 // Without limits nothing is refused, and nothing is asked of the router.

@@ -33,6 +33,7 @@ type Set struct {
 	callAttempts prometheus.Counter
 	callAnswered prometheus.Counter
 	callFailed   *prometheus.CounterVec
+	callRefused  *prometheus.CounterVec
 	callSetup    prometheus.Histogram
 }
 
@@ -73,12 +74,16 @@ func New(activeRegistrations func() float64) *Set {
 		Name: "tandem_calls_failed_total",
 		Help: "Calls that ended unanswered, by the final SIP status the caller got.",
 	}, []string{"code"})
+	s.callRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tandem_calls_refused_total",
+		Help: "New calls answered 503 by call admission, by the limit they met (rate: calls.max_rate, active: calls.max_active).",
+	}, []string{"limit"})
 	s.callSetup = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "tandem_call_setup_seconds",
 		Help:    "Time from the caller's INVITE being accepted to the call being answered.",
 		Buckets: prometheus.ExponentialBuckets(0.005, 2, 14), // 5 ms .. 41 s
 	})
-	s.reg.MustRegister(s.callAttempts, s.callAnswered, s.callFailed, s.callSetup)
+	s.reg.MustRegister(s.callAttempts, s.callAnswered, s.callFailed, s.callRefused, s.callSetup)
 	s.reg.MustRegister(s.sipRequests, s.sipResponses, s.appendLatency, s.appendErrors, s.activeRegs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return s
@@ -117,6 +122,10 @@ func (s *Set) CallAnswered(setup time.Duration) {
 
 // CallFailed counts an unanswered call by its final status.
 func (s *Set) CallFailed(code int) { s.callFailed.WithLabelValues(sipstatus.Text(code)).Inc() }
+
+// CallRefused counts a new call refused by call admission; limit is
+// "rate" or "active".
+func (s *Set) CallRefused(limit string) { s.callRefused.WithLabelValues(limit).Inc() }
 
 // ActiveCalls exports the number of live calls (read at scrape time).
 func (s *Set) ActiveCalls(n func() float64) {

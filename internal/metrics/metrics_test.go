@@ -59,3 +59,27 @@ func TestStoreFsyncInSeconds(t *testing.T) {
 	}
 	t.Fatal("tandem_store_fsync_duration_seconds not exported")
 }
+
+// Refused calls are counted by the limit they met.
+func TestCallsRefusedByLimit(t *testing.T) {
+	s := New(func() float64 { return 0 })
+	s.CallRefused("rate")
+	s.CallRefused("rate")
+	s.CallRefused("active")
+	fams, err := s.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range fams {
+		if f.GetName() != "tandem_calls_refused_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+		}
+	}
+	if got["rate"] != 2 || got["active"] != 1 || len(got) != 2 {
+		t.Fatalf("tandem_calls_refused_total %v, want rate 2 and active 1", got)
+	}
+}
