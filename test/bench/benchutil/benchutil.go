@@ -66,6 +66,9 @@ func ProfileStep(url, dir, name string, seconds int) func() {
 	if url == "" {
 		return func() {}
 	}
+	// A profile left by an earlier attempt at the same step must not pass
+	// for this one's if this one's fetch fails.
+	_ = os.Remove(filepath.Join(dir, name+".pprof"))
 	done := make(chan struct{}, 2)
 	go func() {
 		// Halfway through the step, what every goroutine waits on.

@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/tandemswitch/tandem/test/bench/benchutil"
+	"github.com/tandemswitch/tandem/test/bench/cpushare"
 	"github.com/tandemswitch/tandem/test/e2e/peers"
 )
 
@@ -93,7 +94,7 @@ func main() {
 	flag.DurationVar(&o.recvTimeout, "recv-timeout", 5*time.Second, "sipp -recv_timeout: a call waiting longer for a message fails")
 	flag.IntVar(&o.tandemMaxRate, "tandem-max-rate", 0, "Tandem's calls.max_rate (0: no limit): past it new calls get 503, which sipp counts as failed calls; for watching what the calls admitted do under overload, not for the ratio")
 	flag.StringVar(&o.tandemBin, "tandem", "", "tandem binary (default bin/tandem under the repository root)")
-	flag.StringVar(&o.profileDir, "cpuprofile", "", "save a CPU profile of Tandem for each step under this directory (step-RATE.pprof), and a goroutine dump and heap profile from halfway through it (step-RATE.goroutines.txt, step-RATE.heap.pprof)")
+	flag.StringVar(&o.profileDir, "cpuprofile", "", "save a CPU profile of Tandem for each step under this directory (step-RATE.pprof), and a goroutine dump and heap profile from halfway through it (step-RATE.goroutines.txt, step-RATE.heap.pprof); each step's row is followed by where that CPU went, per call (test/bench/cpushare)")
 	flag.Parse()
 	o.password = "secret"
 	for _, s := range strings.Split(rates, ",") {
@@ -393,6 +394,7 @@ func (b *bench) runSteps() result {
 			s.rate, s.pairs, s.calls, s.ok, s.uasOK, s.failed, s.retrans, b.achieved(s),
 			benchutil.Pct(s.sippCPU, s.elapsed), benchutil.Pct(s.serverCPU, s.elapsed), benchutil.Pct(s.otherCPU, s.elapsed),
 			s.cpuPerCall(), s.rcvbuf, s.fsyncs, verdict)
+		b.printSplit(rate, b.achieved(s))
 		lastClean = s.clean
 		if s.clean {
 			cpuAt[rate] = s.cpuPerCall()
@@ -404,6 +406,22 @@ func (b *bench) runSteps() result {
 	})
 	res.bestCPU = cpuAt[res.best]
 	return res
+}
+
+// printSplit prints where the server's CPU went in a profiled step, per
+// call (calls at the achieved rate over the profile's window), when
+// -cpuprofile is on.
+func (b *bench) printSplit(rate int, achieved float64) {
+	if b.o.pprofURL == "" {
+		return
+	}
+	sp, err := cpushare.ReadFile(filepath.Join(b.o.profileDir, fmt.Sprintf("step-%d.pprof", rate)))
+	if err != nil {
+		fmt.Printf("        cpu split: %v\n", err)
+		return
+	}
+	fmt.Printf("        where the server's CPU went (step-%d.pprof):\n", rate)
+	sp.Print(os.Stdout, achieved*sp.Duration.Seconds(), "        ")
 }
 
 // ladder offers each rate in turn until one is not clean, then bisects
