@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -86,7 +87,10 @@ func boundOf(addrs []string) *boundLocal {
 	return l
 }
 
+// localOf is the first bound address, with the first on each other
+// transport as its Others.
 func localOf(addrs []string) call.Local {
+	var l call.Local
 	for _, a := range addrs {
 		network, hostport, _ := strings.Cut(a, ":")
 		host, port, err := net.SplitHostPort(hostport)
@@ -94,9 +98,18 @@ func localOf(addrs []string) call.Local {
 			continue
 		}
 		p, _ := strconv.Atoi(port)
-		return call.Local{Host: host, Port: p, Transport: strings.ToUpper(network)}
+		x := call.Local{Host: host, Port: p, Transport: strings.ToUpper(network)}
+		switch {
+		case l.Transport == "":
+			l = x
+		case x.Transport != l.Transport && !slices.ContainsFunc(l.Others, func(o call.Local) bool { return o.Transport == x.Transport }):
+			l.Others = append(l.Others, x)
+		}
 	}
-	return call.Local{Host: "127.0.0.1", Port: 5060, Transport: "UDP"}
+	if l.Transport == "" {
+		return call.Local{Host: "127.0.0.1", Port: 5060, Transport: "UDP"}
+	}
+	return l
 }
 
 // noBuild tells sipgo's client to send the request exactly as built.
@@ -113,7 +126,7 @@ func noBuild(*sipgo.Client, *sip.Request) error { return nil }
 // connection, then to write) and formats it with fmt.Sprintf each time it
 // is not set.
 func (g *Gateway) bindLocal(req *sip.Request) {
-	if l := g.bound(); l.udp != nil {
+	if l := g.bound(); l.udp != nil && strings.EqualFold(req.Transport(), "UDP") {
 		req.Laddr = sip.Addr{IP: l.udp, Port: l.Port}
 	}
 	if req.MessageData.Destination() == "" {

@@ -27,6 +27,7 @@ type fakeTransport struct {
 	reqs   []*sip.Request
 	ons    []func(*sip.Response, error)
 	writes []sip.Message
+	local  *Local // nil: UDP 127.0.0.1:5060 only
 }
 
 func (f *fakeTransport) Request(req *sip.Request, on func(*sip.Response, error)) error {
@@ -44,7 +45,12 @@ func (f *fakeTransport) Write(m sip.Message) error {
 	return nil
 }
 
-func (f *fakeTransport) Local() Local { return Local{Host: "127.0.0.1", Port: 5060, Transport: "UDP"} }
+func (f *fakeTransport) Local() Local {
+	if f.local != nil {
+		return *f.local
+	}
+	return Local{Host: "127.0.0.1", Port: 5060, Transport: "UDP"}
+}
 
 // sent returns the requests sent so far with method (and their callbacks).
 func (f *fakeTransport) sent(method string) ([]*sip.Request, []func(*sip.Response, error)) {

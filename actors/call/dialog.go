@@ -424,7 +424,7 @@ func (a *callActor) onRelayResponse(ctx actor.Context, m *relayResponse) {
 		out.AppendHeader(sip.NewHeader("Content-Type", ct))
 	}
 	if res.StatusCode < 300 && r.method == "INVITE" {
-		out.AppendHeader(sip.NewHeader("Contact", a.cfg.Transport.Local().contact(a.localTag(r.side))))
+		out.AppendHeader(sip.NewHeader("Contact", a.contactFor(r.side)))
 	}
 	copyAllowedResponse(out, res)
 	a.send(r.tx, out)
@@ -457,6 +457,26 @@ func (a *callActor) ackRelayedWith(res *sip.Response, side string, body []byte, 
 	})
 }
 
+// contactFor is the Contact Tandem gives side ("a", or "b" for the
+// winning leg) in its dialog.
+func (a *callActor) contactFor(side string) string {
+	if side == "a" {
+		return a.aContact()
+	}
+	if l := a.state.WinningLeg(); l != nil {
+		return a.legContact(l)
+	}
+	return a.cfg.Transport.Local().contact(a.localTag(side))
+}
+
+// legContact is the Contact Tandem gives B leg l: on the listener of the
+// transport the leg's INVITE went out on, so that the callee's requests in
+// the dialog come back on it (a callee reached over TCP is given
+// transport=tcp).
+func (a *callActor) legContact(l *Leg) string {
+	return a.cfg.Transport.Local().For(textTransport(l.Attempt.RequestUri, nil)).contact(l.Attempt.LocalTag)
+}
+
 func (a *callActor) localTag(side string) string {
 	if side == "a" {
 		return a.aTag
@@ -479,7 +499,7 @@ func (a *callActor) requestToB(method string, cseq uint32, body []byte, ctype st
 	}
 	d.branch = a.branchFor(method, l.Attempt.LocalTag, ans.RemoteTag, cseq)
 	if method == "INVITE" || method == "UPDATE" {
-		d.contact = a.cfg.Transport.Local().contact(l.Attempt.LocalTag)
+		d.contact = a.legContact(l)
 	}
 	if len(src) > 0 {
 		d.src = src[0]
@@ -522,7 +542,7 @@ func (a *callActor) requestToA(method string, cseq uint32, body []byte, ctype st
 	}
 	d.branch = a.branchFor(method, al.LocalTag, callerTag(al), cseq)
 	if method == "INVITE" || method == "UPDATE" {
-		d.contact = a.cfg.Transport.Local().contact(al.LocalTag)
+		d.contact = a.contactFor("a")
 	}
 	if len(src) > 0 {
 		d.src = src[0]

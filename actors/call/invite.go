@@ -86,7 +86,7 @@ func (a *callActor) onInvite(ctx actor.Context, m *Invite) {
 			Branch: "z9hG4bK" + a.cfg.NewBranch(), Cseq: 1,
 			From: "<" + m.Caller + ">;tag=" + tag, To: "<" + m.Callee + ">",
 		})
-		evs[len(evs)-1].(*eventpb.LegAttempted).Via = local.via(evs[len(evs)-1].(*eventpb.LegAttempted).Branch)
+		evs[len(evs)-1].(*eventpb.LegAttempted).Via = local.For(textTransport(t, nil)).via(evs[len(evs)-1].(*eventpb.LegAttempted).Branch)
 	}
 	a.aReq, a.aTx, a.aDone = m.Req, m.Tx, m.Done
 	if err := a.persist(causeOf(m.Req), evs...); err != nil {
@@ -164,7 +164,7 @@ func (a *callActor) legInvite(l *Leg) (*sip.Request, error) {
 	if err := sip.ParseUri(st.Callee, &callee); err != nil {
 		return nil, fmt.Errorf("callee %q: %w", st.Callee, err)
 	}
-	local := a.cfg.Transport.Local()
+	local := a.cfg.Transport.Local().For(uriTransport(&target))
 	req := sip.NewRequest(sip.INVITE, target)
 	tr := local.viaHeader(at.Branch, req)
 	mf := sip.MaxForwardsHeader(st.MaxForwards)
@@ -373,7 +373,7 @@ func (a *callActor) onPrack(m *InDialog) {
 		target = at.RequestUri
 	}
 	msg := newMsg("PRACK", target)
-	msg.h("Via", a.cfg.Transport.Local().via("z9hG4bK"+a.cfg.NewBranch()))
+	msg.h("Via", a.cfg.Transport.Local().For(textTransport(target, l.EarlyRoute)).via("z9hG4bK"+a.cfg.NewBranch()))
 	for _, r := range l.EarlyRoute {
 		msg.h("Route", r)
 	}
@@ -613,8 +613,13 @@ func (a *callActor) ackRequest(at *eventpb.LegAttempted, res *sip.Response, bran
 		return nil, errors.New("ACK: the 2xx has no To")
 	}
 	req := sip.NewRequest(sip.ACK, target)
-	tr := a.cfg.Transport.Local().viaHeader(branch, req)
-	for _, h := range slices.Backward(siphdr.All(res, "Record-Route")) {
+	rrs := siphdr.All(res, "Record-Route")
+	next := uriTransport(&target)
+	if len(rrs) > 0 { // the route set's first is the last Record-Route
+		next = textTransport("", []string{rrs[len(rrs)-1].Value()})
+	}
+	tr := a.cfg.Transport.Local().For(next).viaHeader(branch, req)
+	for _, h := range slices.Backward(rrs) {
 		if rr, ok := h.(*sip.RecordRouteHeader); ok {
 			req.AppendHeader(&sip.RouteHeader{Address: rr.Address})
 		} else {
@@ -705,7 +710,7 @@ func (a *callActor) ackAndBye(l *Leg, res *sip.Response) {
 		route = append(route, rr[i].Value())
 	}
 	m := newMsg("BYE", target)
-	m.h("Via", a.cfg.Transport.Local().via("z9hG4bK"+a.cfg.NewBranch()))
+	m.h("Via", a.cfg.Transport.Local().For(textTransport(target, route)).via("z9hG4bK"+a.cfg.NewBranch()))
 	for _, r := range route {
 		m.h("Route", r)
 	}

@@ -31,9 +31,19 @@ func (a *callActor) responseToA(code int, reason string, body []byte, ctype stri
 // activation (the local address does not change while the node runs).
 func (a *callActor) aContact() string {
 	if a.aContactHdr == "" {
-		a.aContactHdr = a.cfg.Transport.Local().contact(a.aTag)
+		a.aContactHdr = a.cfg.Transport.Local().For(a.aTransport()).contact(a.aTag)
 	}
 	return a.aContactHdr
+}
+
+// aTransport is the transport the caller's INVITE came on ("UDP", "TCP"):
+// the live request's, else the one CallStarted recorded as its source.
+func (a *callActor) aTransport() string {
+	if a.aReq != nil {
+		return a.aReq.Transport()
+	}
+	tr, _, _ := strings.Cut(a.state.Started.GetALeg().GetSource(), ":")
+	return strings.ToUpper(tr)
 }
 
 // aInvite is the caller's INVITE: the live one, or one rebuilt from

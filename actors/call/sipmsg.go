@@ -75,11 +75,101 @@ func ParseTag(tag string) (id, side string, leg uint32, ok bool) {
 	return "", "", 0, false
 }
 
-// Local is where Tandem is reached: its Via and Contact host and port.
+// Local is where Tandem is reached: its Via and Contact host and port on
+// the transport a request goes out on when its next hop names none, and
+// the node's listeners on the other transports, for a next hop that does
+// (For).
 type Local struct {
 	Host      string
 	Port      int
 	Transport string // "UDP" or "TCP"
+	// Others are the node's listeners on other transports than Transport,
+	// one per transport.
+	Others []Local
+}
+
+// For is the listener a request to a next hop whose URI names transport
+// (its transport parameter, any case; "" for none) goes out on, and whose
+// address its Via and Contact carry (RFC 3261 18.1.1: the Via names the
+// transport the request is sent on). A next hop naming no transport, or
+// one the node does not listen on, gets l itself: for a sip URI without a
+// transport parameter that is UDP (RFC 3263 4.1) when, as usual, the node
+// listens on UDP first.
+func (l Local) For(transport string) Local {
+	if transport == "" || strings.EqualFold(transport, l.transport()) {
+		return l
+	}
+	for _, o := range l.Others {
+		if strings.EqualFold(transport, o.transport()) {
+			return Local{Host: o.Host, Port: o.Port, Transport: o.Transport, Others: l.othersBut(o)}
+		}
+	}
+	return l
+}
+
+// othersBut is l's listeners with o swapped for l itself, for For.
+func (l Local) othersBut(o Local) []Local {
+	out := make([]Local, 0, len(l.Others))
+	out = append(out, Local{Host: l.Host, Port: l.Port, Transport: l.Transport})
+	for _, x := range l.Others {
+		if !strings.EqualFold(x.transport(), o.transport()) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// containsFold tells whether s contains sub, ASCII case folded.
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// uriTransport is the transport parameter of a URI, "" when it has none.
+func uriTransport(u *sip.Uri) string {
+	if u == nil {
+		return ""
+	}
+	for _, kv := range u.UriParams {
+		if strings.EqualFold(kv.K, "transport") { // names are case-insensitive (19.1.4)
+			return kv.V
+		}
+	}
+	return ""
+}
+
+// nextHopTransport is the transport parameter of the URI a request to
+// target with route set routes (Route values, in order) is sent to: the
+// first Route's (loose routing, RFC 3261 16.12) when there is one, else
+// the target's (8.1.2). "" when it names none or does not parse.
+func nextHopTransport(target *sip.Uri, routes []string) string {
+	if len(routes) > 0 {
+		var u sip.Uri
+		var hp sip.HeaderParams
+		if _, err := sip.ParseAddressValue(routes[0], &u, &hp); err != nil {
+			return ""
+		}
+		return uriTransport(&u)
+	}
+	return uriTransport(target)
+}
+
+// textTransport is nextHopTransport for a target given as text.
+func textTransport(target string, routes []string) string {
+	if len(routes) == 0 && !containsFold(target, "transport=") {
+		return "" // the usual case, without parsing
+	}
+	var u sip.Uri
+	if len(routes) == 0 {
+		if err := sip.ParseUri(target, &u); err != nil {
+			return ""
+		}
+	}
+	return nextHopTransport(&u, routes)
 }
 
 func (l Local) hostport() string {
@@ -147,7 +237,7 @@ func (d *dialogRequest) build(local Local) (*sip.Request, error) {
 		return nil, fmt.Errorf("build %s: request URI %q: %w", d.method, d.target, err)
 	}
 	req := sip.NewRequest(sip.RequestMethod(d.method), target)
-	tr := local.viaHeader(d.branch, req)
+	tr := local.For(nextHopTransport(&target, d.routes)).viaHeader(d.branch, req)
 	for _, r := range d.routes {
 		if err := appendParsed(req, "Route", r); err != nil {
 			return nil, fmt.Errorf("build %s: %w", d.method, err)

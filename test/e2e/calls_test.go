@@ -21,7 +21,7 @@ import (
 // callUsers: user0001.. are callers, the callees are named per test.
 func callUsers() []peers.Cred {
 	users := peers.Users(100, "secret")
-	for _, n := range []string{"bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "kate", "load", "mallory", "nina", "oscar"} {
+	for _, n := range []string{"bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "kate", "load", "mallory", "nina", "oscar", "olivia", "peggy", "quentin"} {
 		users = append(users, peers.Cred{User: n, Password: "secret"})
 	}
 	return users
@@ -31,16 +31,27 @@ func callUsers() []peers.Cred {
 // callee sipp for scenario there.
 func (h *harness) callee(user, scenario string, calls int) peers.CallSipp {
 	h.t.Helper()
+	return h.calleeOn("", user, scenario, calls)
+}
+
+// calleeOn is callee listening on a transport: "" for UDP, "t1" for TCP
+// (its registered contact then says transport=tcp).
+func (h *harness) calleeOn(transport, user, scenario string, calls int) peers.CallSipp {
+	h.t.Helper()
 	port, err := peers.FreePort("127.0.0.1")
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	contact := addr
+	if transport == "t1" {
+		contact += ";transport=tcp"
+	}
 	name := fmt.Sprintf("uas-%s-%d", user, port)
-	if _, err := peers.RegisterContact(h.dir, "reg-"+name, h.sipAddr, domain, peers.Cred{User: user, Password: "secret"}, addr, "127.0.0.1"); err != nil {
+	if _, err := peers.RegisterContact(h.dir, "reg-"+name, h.sipAddr, domain, peers.Cred{User: user, Password: "secret"}, contact, "127.0.0.1"); err != nil {
 		h.t.Fatal(err)
 	}
-	return peers.CallSipp{Name: name, Dir: h.dir, Scenario: scenario, Server: h.sipAddr, Addr: addr, Calls: calls, TraceMsg: true}
+	return peers.CallSipp{Name: name, Dir: h.dir, Scenario: scenario, Server: h.sipAddr, Addr: addr, Calls: calls, TraceMsg: true, Transport: transport}
 }
 
 // caller is a caller sipp calling callee with scenario, as user0001.
@@ -124,6 +135,30 @@ func TestCalls(t *testing.T) {
 		uac.Transport = "t1"
 		h.call(uac, h.callee("oscar", "call_uas_ring.xml", 1))
 	})
+	t.Run("BYE from the callee, the caller over TCP", func(t *testing.T) {
+		// The callee's BYE reaches the caller as Tandem's BYE on the
+		// caller's TCP connection (its Contact says transport=TCP), with a
+		// Via that says TCP.
+		h := h.sub(t)
+		uac := h.caller("olivia", "call_uac_wait_bye.xml")
+		uac.Transport = "t1"
+		h.call(uac, h.callee("olivia", "call_uas_bye.xml", 1))
+		h.noLiveCalls()
+	})
+	t.Run("hold and resume by the callee, the caller over TCP", func(t *testing.T) {
+		h := h.sub(t)
+		uac := h.caller("peggy", "call_uac_held.xml")
+		uac.Transport = "t1"
+		h.call(uac, h.callee("peggy", "call_uas_hold_b.xml", 1))
+		h.noLiveCalls()
+	})
+	t.Run("a callee over TCP: BYE from the caller", func(t *testing.T) {
+		// The callee's contact says transport=tcp: Tandem's INVITE, ACK and
+		// BYE go to it on TCP.
+		h := h.sub(t)
+		h.call(h.caller("quentin", "call_uac.xml"), h.calleeOn("t1", "quentin", "call_uas.xml", 1))
+		h.noLiveCalls()
+	})
 	t.Run("unregistered callee", func(t *testing.T) {
 		h := h.sub(t)
 		h.call(h.caller("mallory", "call_uac_unregistered.xml"))
@@ -171,7 +206,7 @@ func TestCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"tandem_calls_answered_total 8", `tandem_calls_failed_total{code="486"} 1`,
+	for _, want := range []string{"tandem_calls_answered_total 11", `tandem_calls_failed_total{code="486"} 1`,
 		`tandem_calls_failed_total{code="480"} 1`, `tandem_calls_failed_total{code="487"} 2`, "tandem_calls_active 0"} {
 		if !strings.Contains(m, want+"\n") {
 			t.Errorf("metrics lack %q", want)

@@ -1,0 +1,157 @@
+package call
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/tandemswitch/tandem/events/memstore"
+	"github.com/tandemswitch/tandem/internal/clock"
+)
+
+// twoListeners is a node on UDP 5060 and TCP 5061 (different ports, so a
+// Via or Contact on the wrong listener shows).
+var twoListeners = Local{Host: "127.0.0.1", Port: 5060, Transport: "UDP",
+	Others: []Local{{Host: "127.0.0.1", Port: 5061, Transport: "TCP"}}}
+
+func TestLocalFor(t *testing.T) {
+	for _, c := range []struct {
+		transport string
+		want      string // host:port/transport
+	}{
+		{"", "127.0.0.1:5060/UDP"},
+		{"udp", "127.0.0.1:5060/UDP"},
+		{"tcp", "127.0.0.1:5061/TCP"},
+		{"TCP", "127.0.0.1:5061/TCP"},
+		{"tls", "127.0.0.1:5060/UDP"}, // not listened on: the default listener
+	} {
+		l := twoListeners.For(c.transport)
+		if got := fmt.Sprintf("%s:%d/%s", l.Host, l.Port, l.transport()); got != c.want {
+			t.Errorf("For(%q) = %s, want %s", c.transport, got, c.want)
+		}
+	}
+	// From the TCP listener, UDP is one of the others: For goes both ways.
+	tcp := twoListeners.For("tcp")
+	if back := tcp.For("udp"); back.Port != 5060 || back.transport() != "UDP" || len(back.Others) != 1 || back.Others[0].Port != 5061 {
+		t.Errorf("For(tcp).For(udp) = %+v", back)
+	}
+	if got := tcp.contact("t1"); got != "<sip:t1@127.0.0.1:5061;transport=tcp>" {
+		t.Errorf("TCP contact %s", got)
+	}
+	if got := twoListeners.For("").via("z9hG4bKx"); got != "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx;rport" {
+		t.Errorf("UDP via %s", got)
+	}
+}
+
+func TestNextHopTransport(t *testing.T) {
+	for _, c := range []struct {
+		target string
+		routes []string
+		want   string
+	}{
+		{"sip:bob@10.2.2.2:5080", nil, ""},
+		{"sip:bob@10.2.2.2:5080;transport=tcp", nil, "tcp"},
+		{"sip:bob@10.2.2.2:5080;Transport=TCP", nil, "TCP"},
+		{"sip:bob@10.2.2.2:5080;user=phone;transport=udp", nil, "udp"},
+		// The route set's first entry decides (loose routing), not the target.
+		{"sip:bob@10.2.2.2:5080;transport=tcp", []string{"<sip:p1.example.test;lr>"}, ""},
+		{"sip:bob@10.2.2.2:5080", []string{"<sip:p1.example.test;lr;transport=tcp>", "<sip:p2.example.test;lr>"}, "tcp"},
+		{"sip:bob@10.2.2.2:5080", []string{`"Proxy" <sip:p1.example.test;transport=tcp;lr>;x=y`}, "tcp"},
+		{"not a uri;transport=tcp", nil, ""},
+		{"sip:bob@10.2.2.2", []string{"<<bad"}, ""},
+		{"sip:transport=tcp@10.2.2.2", nil, ""}, // the user part is no parameter
+	} {
+		if got := textTransport(c.target, c.routes); got != c.want {
+			t.Errorf("textTransport(%q, %q) = %q, want %q", c.target, c.routes, got, c.want)
+		}
+	}
+}
+
+// A caller over TCP whose Contact says transport=tcp, calling a callee
+// whose contact says transport=tcp: every request Tandem sends to either
+// goes out on TCP with a Via naming the TCP listener, and the Contacts it
+// gives both point at that listener with transport=tcp. Before, every
+// request went out on the first listener (UDP), so the callee's BYE never
+// reached a TCP-only caller.
+func TestRequestsGoOutOnTheTransportTheirNextHopNames(t *testing.T) {
+	r := newRig(t, memstore.New(), clock.NewFake(t0))
+	r.tp.local = &twoListeners
+	inv, atx, id := r.invite("sip:bob@10.2.2.2:5080;transport=tcp")
+	inv.Req.SetTransport("TCP")
+	inv.Req.RemoveHeader("Contact")
+	inv.Req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "alice", Host: "10.1.1.1", Port: 5070,
+		UriParams: sip.HeaderParams{{K: "transport", V: "tcp"}}}})
+	r.deliver(id, inv)
+	var binv []*sip.Request
+	var ons []func(*sip.Response, error)
+	waitFor(t, "B INVITE", func() bool { binv, ons = r.tp.sent("INVITE"); return len(binv) == 1 })
+	onTCP(t, "B leg INVITE", binv[0])
+	if c := binv[0].Contact(); c == nil || c.Address.Port != 5061 || uriTransport(&c.Address) != "tcp" {
+		t.Errorf("B leg INVITE Contact %v, want the TCP listener with transport=tcp", c)
+	}
+
+	ok := respond(binv[0], 200, "OK", "tb", true)
+	ok.RemoveHeader("Contact")
+	ok.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "10.2.2.2", Port: 5080,
+		UriParams: sip.HeaderParams{{K: "transport", V: "tcp"}}}})
+	ons[0](ok, nil)
+	waitFor(t, "200 to A", func() bool { c := atx.codes(); return len(c) > 0 && c[len(c)-1] == 200 })
+	<-inv.Done
+	if c := atx.last().Contact(); c == nil || c.Address.Port != 5061 || uriTransport(&c.Address) != "tcp" {
+		t.Errorf("200 to A Contact %v, want the TCP listener with transport=tcp", c)
+	}
+	acks := r.tp.written("ACK")
+	if len(acks) != 1 {
+		t.Fatalf("%d ACKs to B", len(acks))
+	}
+	onTCP(t, "ACK to B", acks[0].(*sip.Request))
+
+	// The callee hangs up: the BYE to the caller goes on TCP.
+	bye := parseReq(t, "BYE sip:"+BLegTag(id, 1)+"@127.0.0.1:5061;transport=tcp SIP/2.0\nVia: SIP/2.0/TCP 10.2.2.2:5080;branch=z9hG4bKbbye\n"+
+		"From: <sip:bob@example.test>;tag=tb\nTo: <sip:alice@example.test>;tag="+BLegTag(id, 1)+"\nCall-ID: "+BLegTag(id, 1)+"\nCSeq: 2 BYE\nContent-Length: 0\n\n")
+	bye.SetTransport("TCP")
+	done := make(chan struct{})
+	r.deliver(id, &InDialog{Req: bye, Tx: &fakeTx{}, Side: "b", Leg: 1, Done: done})
+	<-done
+	byes, _ := r.tp.sent("BYE")
+	if len(byes) != 1 {
+		t.Fatalf("%d BYEs sent", len(byes))
+	}
+	onTCP(t, "BYE to A", byes[0])
+	if byes[0].Recipient.User != "alice" || byes[0].Recipient.Port != 5070 {
+		t.Errorf("BYE to A addressed to %s", byes[0].Recipient.String())
+	}
+}
+
+// A UDP caller and callee on the same node keep the UDP listener.
+func TestRequestsWithoutTransportStayOnUDP(t *testing.T) {
+	r := newRig(t, memstore.New(), clock.NewFake(t0))
+	r.tp.local = &twoListeners
+	id, binv, atx := r.answered()
+	if binv.Transport() != "UDP" || binv.Via().Transport != "UDP" || binv.Via().Port != 5060 || binv.Contact().Address.Port != 5060 {
+		t.Errorf("B leg INVITE on %s, Via %s, Contact %s", binv.Transport(), binv.Via().Value(), binv.Contact().Value())
+	}
+	if c := atx.last().Contact(); c == nil || c.Address.Port != 5060 || strings.Contains(c.Value(), "transport") {
+		t.Errorf("200 to A Contact %v", c)
+	}
+	bye := parseReq(t, "BYE sip:"+BLegTag(id, 1)+"@127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 10.2.2.2:5080;branch=z9hG4bKbbye\n"+
+		"From: <sip:bob@example.test>;tag=tb\nTo: <sip:alice@example.test>;tag="+BLegTag(id, 1)+"\nCall-ID: "+BLegTag(id, 1)+"\nCSeq: 2 BYE\nContent-Length: 0\n\n")
+	done := make(chan struct{})
+	r.deliver(id, &InDialog{Req: bye, Tx: &fakeTx{}, Side: "b", Leg: 1, Done: done})
+	<-done
+	byes, _ := r.tp.sent("BYE")
+	if len(byes) != 1 || byes[0].Transport() != "UDP" || byes[0].Via().Port != 5060 {
+		t.Fatalf("BYE to A: %v", byes)
+	}
+}
+
+// onTCP checks that req goes out on TCP from the TCP listener.
+func onTCP(t *testing.T, what string, req *sip.Request) {
+	t.Helper()
+	v := req.Via()
+	if req.Transport() != "TCP" || v == nil || v.Transport != "TCP" || v.Port != 5061 {
+		t.Errorf("%s goes out on %q with Via %v, want TCP from port 5061:\n%s", what, req.Transport(), v, req.String())
+	}
+}
