@@ -21,7 +21,7 @@ import (
 // callUsers: user0001.. are callers, the callees are named per test.
 func callUsers() []peers.Cred {
 	users := peers.Users(100, "secret")
-	for _, n := range []string{"bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "kate", "load", "mallory", "nina", "oscar", "olivia", "peggy", "quentin"} {
+	for _, n := range []string{"bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "kate", "load", "mallory", "nina", "oscar", "olivia", "peggy", "quentin", "rupert"} {
 		users = append(users, peers.Cred{User: n, Password: "secret"})
 	}
 	return users
@@ -159,6 +159,11 @@ func TestCalls(t *testing.T) {
 		h.call(h.caller("quentin", "call_uac.xml"), h.calleeOn("t1", "quentin", "call_uas.xml", 1))
 		h.noLiveCalls()
 	})
+	t.Run("forking to a TCP and a UDP contact: the TCP one is cancelled on TCP", func(t *testing.T) {
+		h := h.sub(t)
+		h.call(h.caller("rupert", "call_uac.xml"), h.callee("rupert", "call_uas_answer_late.xml", 1), h.calleeOn("t1", "rupert", "call_uas_ring.xml", 1))
+		h.noLiveCalls()
+	})
 	t.Run("unregistered callee", func(t *testing.T) {
 		h := h.sub(t)
 		h.call(h.caller("mallory", "call_uac_unregistered.xml"))
@@ -206,7 +211,7 @@ func TestCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"tandem_calls_answered_total 11", `tandem_calls_failed_total{code="486"} 1`,
+	for _, want := range []string{"tandem_calls_answered_total 12", `tandem_calls_failed_total{code="486"} 1`,
 		`tandem_calls_failed_total{code="480"} 1`, `tandem_calls_failed_total{code="487"} 2`, "tandem_calls_active 0"} {
 		if !strings.Contains(m, want+"\n") {
 			t.Errorf("metrics lack %q", want)
