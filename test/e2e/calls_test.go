@@ -137,8 +137,9 @@ func TestCalls(t *testing.T) {
 	})
 	t.Run("BYE from the callee, the caller over TCP", func(t *testing.T) {
 		// The callee's BYE reaches the caller as Tandem's BYE on the
-		// caller's TCP connection (its Contact says transport=TCP), with a
-		// Via that says TCP.
+		// caller's TCP connection (its Contact says transport=TCP); sipp
+		// reads nothing else. That the BYE's Via says TCP is checked by
+		// TestRequestsGoOutOnTheTransportTheirNextHopNames.
 		h := h.sub(t)
 		uac := h.caller("olivia", "call_uac_wait_bye.xml")
 		uac.Transport = "t1"
@@ -160,6 +161,8 @@ func TestCalls(t *testing.T) {
 		h.noLiveCalls()
 	})
 	t.Run("forking to a TCP and a UDP contact: the TCP one is cancelled on TCP", func(t *testing.T) {
+		// The TCP callee's sipp (-t t1) listens on TCP only: its INVITE,
+		// CANCEL and the ACK of its 487 can only reach it there.
 		h := h.sub(t)
 		h.call(h.caller("rupert", "call_uac.xml"), h.callee("rupert", "call_uas_answer_late.xml", 1), h.calleeOn("t1", "rupert", "call_uas_ring.xml", 1))
 		h.noLiveCalls()
