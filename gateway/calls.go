@@ -144,6 +144,12 @@ func (g *Gateway) Request(req *sip.Request, on func(*sip.Response, error)) error
 	tx, err := g.ua.TransactionLayer().NewClientTransaction(ctx, req)
 	if err != nil {
 		cancel()
+		// Mostly no connection to the next hop (a TCP connect refused):
+		// a transport error, which the caller counts as a 503 (RFC 3261
+		// 8.1.3.1). Init's own errors say so already.
+		if !errors.Is(err, sip.ErrTransactionTransport) {
+			err = fmt.Errorf("%w: %w", sip.ErrTransactionTransport, err)
+		}
 		return err
 	}
 	g.txs.addClient(tx)
@@ -192,7 +198,11 @@ func (g *Gateway) Request(req *sip.Request, on func(*sip.Response, error)) error
 				}
 			case <-tx.Done():
 				if !final {
-					on(nil, fmt.Errorf("transaction ended: %v", tx.Err()))
+					err := tx.Err() // wrapped: the caller tells a timeout from a transport error
+					if err == nil {
+						err = errors.New("no final response")
+					}
+					on(nil, fmt.Errorf("transaction ended: %w", err))
 				}
 				return
 			case <-g.closed:

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -393,5 +394,45 @@ func TestNonInviteClientTransactionEndsWithItsFinalResponse(t *testing.T) {
 	case r := <-got:
 		t.Fatalf("the callback got a second response: %d", r.StatusCode)
 	default:
+	}
+}
+
+// A request the gateway cannot get to its next hop (a TCP connection
+// refused) fails with an error that wraps sip.ErrTransactionTransport,
+// whether Request returns it or the callback gets it, so that the call
+// actor counts the branch as a 503 (RFC 3261 8.1.3.1) and not a timeout.
+func TestRequestTransportErrorsSaySo(t *testing.T) {
+	tg := startGateway(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedPort := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close() // nothing listens there now: connect is refused
+	raw := fmt.Sprintf("INVITE sip:bob@127.0.0.1:%d;transport=tcp SIP/2.0\r\n"+
+		"Via: SIP/2.0/TCP %s;branch=z9hG4bK-te-1\r\nMax-Forwards: 70\r\n"+
+		"From: <sip:alice@example.test>;tag=te1\r\nTo: <sip:bob@example.test>\r\nCall-ID: te-1@test\r\n"+
+		"CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n", closedPort, tg.addr)
+	msg, err := sip.ParseMessage([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := msg.(*sip.Request)
+	req.SetTransport("TCP")
+	got := make(chan error, 1)
+	err = tg.g.Request(req, func(res *sip.Response, err error) {
+		if res == nil {
+			got <- err
+		}
+	})
+	if err == nil {
+		select {
+		case err = <-got:
+		case <-time.After(40 * time.Second):
+			t.Fatal("no error for a request whose connection was refused")
+		}
+	}
+	if !errors.Is(err, sip.ErrTransactionTransport) {
+		t.Fatalf("error %v does not wrap sip.ErrTransactionTransport", err)
 	}
 }

@@ -164,7 +164,11 @@ func (a *callActor) legInvite(l *Leg) (*sip.Request, error) {
 	if err := sip.ParseUri(st.Callee, &callee); err != nil {
 		return nil, fmt.Errorf("callee %q: %w", st.Callee, err)
 	}
-	local := a.cfg.Transport.Local().For(uriTransport(&target))
+	next := uriTransport(&target)
+	if err := a.cfg.Transport.Local().reach(&target, next); err != nil {
+		return nil, fmt.Errorf("leg %d: %w", l.N, err)
+	}
+	local := a.cfg.Transport.Local().For(next)
 	req := sip.NewRequest(sip.INVITE, target)
 	tr := local.viaHeader(at.Branch, req)
 	mf := sip.MaxForwardsHeader(st.MaxForwards)
@@ -240,7 +244,8 @@ func (a *callActor) onLegResponse(ctx actor.Context, m *legResponse) {
 	}
 	if m.res == nil { // transaction failed: timeout or transport
 		if l.Pending() {
-			a.legFailed(ctx, l, 408, "Request Timeout ("+errText(m.err)+")", nil)
+			code, reason := legErrorStatus(m.err)
+			a.legFailed(ctx, l, code, reason+" ("+errText(m.err)+")", nil)
 		}
 		return
 	}
@@ -262,6 +267,16 @@ func (a *callActor) onLegResponse(ctx actor.Context, m *legResponse) {
 			a.legFailed(ctx, l, uint32(code), res.Reason, res)
 		}
 	}
+}
+
+// legErrorStatus is the status a B leg's INVITE that got no response
+// counts as: 503 when it could not be sent, or its transport failed (RFC
+// 3261 8.1.3.1, 16.9), else 408 (Timer B, or nothing said why).
+func legErrorStatus(err error) (uint32, string) {
+	if errors.Is(err, sip.ErrTransactionTransport) || errors.Is(err, ErrNoTransport) {
+		return 503, "Service Unavailable"
+	}
+	return 408, "Request Timeout"
 }
 
 func errText(err error) string {

@@ -107,6 +107,40 @@ func (l Local) For(transport string) Local {
 	return l
 }
 
+// Serves tells whether the node has a listener for a next hop naming
+// transport ("" names none, and the default listener serves it).
+func (l Local) Serves(transport string) bool {
+	if transport == "" || strings.EqualFold(transport, l.transport()) {
+		return true
+	}
+	for _, o := range l.Others {
+		if strings.EqualFold(transport, o.transport()) {
+			return true
+		}
+	}
+	return false
+}
+
+// ErrNoTransport is why a request is not sent: its next hop names a
+// transport the node does not listen on, or is a sips URI, which needs TLS
+// on every hop (RFC 3261 26.2.2), and the node has no TLS listener. A
+// transport the URI names is the one to use (RFC 3263 4.1): sending over
+// another would put a request meant for TLS in the clear. Like a transport
+// error, it counts as a 503 from that next hop (8.1.3.1, 16.9).
+var ErrNoTransport = errors.New("no listener on the transport the next hop needs")
+
+// reach checks that a request whose next hop is u, naming transport, can
+// go out on one of the node's listeners.
+func (l Local) reach(u *sip.Uri, transport string) error {
+	switch {
+	case strings.EqualFold(u.Scheme, "sips") && !l.Serves("tls"):
+		return fmt.Errorf("%w: %s is a sips URI and the node has no TLS listener", ErrNoTransport, u.String())
+	case !l.Serves(transport):
+		return fmt.Errorf("%w: %s names transport %q", ErrNoTransport, u.String(), transport)
+	}
+	return nil
+}
+
 // othersBut is l's listeners with o swapped for l itself, for For.
 func (l Local) othersBut(o Local) []Local {
 	out := make([]Local, 0, len(l.Others))
@@ -147,15 +181,23 @@ func uriTransport(u *sip.Uri) string {
 // first Route's (loose routing, RFC 3261 16.12) when there is one, else
 // the target's (8.1.2). "" when it names none or does not parse.
 func nextHopTransport(target *sip.Uri, routes []string) string {
+	_, tr := nextHop(target, routes)
+	return tr
+}
+
+// nextHop is the URI a request to target with route set routes goes to,
+// and the transport it names, as nextHopTransport says; nil when the first
+// Route does not parse.
+func nextHop(target *sip.Uri, routes []string) (*sip.Uri, string) {
 	if len(routes) > 0 {
 		var u sip.Uri
 		var hp sip.HeaderParams
 		if _, err := sip.ParseAddressValue(routes[0], &u, &hp); err != nil {
-			return ""
+			return nil, ""
 		}
-		return uriTransport(&u)
+		return &u, uriTransport(&u)
 	}
-	return uriTransport(target)
+	return target, uriTransport(target)
 }
 
 // textTransport is nextHopTransport for a target given as text.
@@ -236,8 +278,14 @@ func (d *dialogRequest) build(local Local) (*sip.Request, error) {
 	if err := sip.ParseUri(d.target, &target); err != nil {
 		return nil, fmt.Errorf("build %s: request URI %q: %w", d.method, d.target, err)
 	}
+	hop, next := nextHop(&target, d.routes)
+	if hop != nil {
+		if err := local.reach(hop, next); err != nil {
+			return nil, fmt.Errorf("build %s: %w", d.method, err)
+		}
+	}
 	req := sip.NewRequest(sip.RequestMethod(d.method), target)
-	tr := local.For(nextHopTransport(&target, d.routes)).viaHeader(d.branch, req)
+	tr := local.For(next).viaHeader(d.branch, req)
 	for _, r := range d.routes {
 		if err := appendParsed(req, "Route", r); err != nil {
 			return nil, fmt.Errorf("build %s: %w", d.method, err)

@@ -1,12 +1,16 @@
 package call
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/tandemswitch/tandem/events"
+	"github.com/tandemswitch/tandem/events/eventpb"
 	"github.com/tandemswitch/tandem/events/memstore"
 	"github.com/tandemswitch/tandem/internal/clock"
 )
@@ -154,4 +158,142 @@ func onTCP(t *testing.T, what string, req *sip.Request) {
 	if req.Transport() != "TCP" || v == nil || v.Transport != "TCP" || v.Port != 5061 {
 		t.Errorf("%s goes out on %q with Via %v, want TCP from port 5061:\n%s", what, req.Transport(), v, req.String())
 	}
+}
+
+func TestLocalReach(t *testing.T) {
+	udpOnly := Local{Host: "127.0.0.1", Port: 5060, Transport: "UDP"}
+	for _, c := range []struct {
+		l      Local
+		uri    string
+		reach  bool
+		reason string
+	}{
+		{twoListeners, "sip:bob@10.2.2.2:5080", true, ""},
+		{twoListeners, "sip:bob@10.2.2.2:5080;transport=udp", true, ""},
+		{twoListeners, "sip:bob@10.2.2.2:5080;transport=TCP", true, ""},
+		{twoListeners, "sip:bob@10.2.2.2:5080;transport=tls", false, `names transport "tls"`},
+		{twoListeners, "sip:bob@10.2.2.2:5080;transport=sctp", false, `names transport "sctp"`},
+		{twoListeners, "sips:bob@10.2.2.2:5081", false, "sips URI"},
+		{twoListeners, "SIPS:bob@10.2.2.2:5081;transport=tcp", false, "sips URI"},
+		{udpOnly, "sip:bob@10.2.2.2:5080;transport=tcp", false, `names transport "tcp"`},
+		{udpOnly, "sip:bob@10.2.2.2:5080", true, ""},
+		// From the TCP listener, UDP is among the others.
+		{twoListeners.For("tcp"), "sip:bob@10.2.2.2:5080;transport=udp", true, ""},
+	} {
+		var u sip.Uri
+		if err := sip.ParseUri(c.uri, &u); err != nil {
+			t.Fatalf("%s: %v", c.uri, err)
+		}
+		err := c.l.reach(&u, uriTransport(&u))
+		switch {
+		case c.reach && err != nil:
+			t.Errorf("%s from %s: %v", c.uri, c.l.transport(), err)
+		case !c.reach && (!errors.Is(err, ErrNoTransport) || !strings.Contains(err.Error(), c.reason)):
+			t.Errorf("%s from %s: err %v, want ErrNoTransport saying %q", c.uri, c.l.transport(), err, c.reason)
+		}
+	}
+}
+
+// A contact whose URI names a transport the node does not listen on (TLS
+// here) or needs TLS (sips) gets no INVITE at all: sent over UDP it would
+// go in the clear to a port expecting TLS. Its branch fails as a 503
+// (RFC 3261 8.1.3.1, 16.9); the other branch, on UDP, rings and answers.
+func TestLegToAnUnlistenedTransportFailsAs503(t *testing.T) {
+	r := newRig(t, memstore.New(), clock.NewFake(t0))
+	r.tp.local = &twoListeners
+	inv, atx, id := r.invite("sip:bob@10.2.2.2:5081;transport=tls", "sips:bob@10.2.2.2:5082", "sip:bob@10.2.2.3:5080")
+	r.deliver(id, inv)
+	waitFor(t, "both refused legs failed", func() bool { return len(legFailures(t, r, id)) == 2 })
+	binv, ons := r.tp.sent("INVITE")
+	if len(binv) != 1 || binv[0].Recipient.Host != "10.2.2.3" || binv[0].Transport() != "UDP" {
+		t.Fatalf("INVITEs sent: %v", binv)
+	}
+	for _, f := range legFailures(t, r, id) {
+		if f.Code != 503 || !strings.Contains(f.Reason, "no listener") {
+			t.Errorf("leg %d failed with %d %q, want 503 saying why", f.Leg, f.Code, f.Reason)
+		}
+	}
+	ons[0](respond(binv[0], 200, "OK", "tb", true), nil)
+	waitFor(t, "200 to A", func() bool { c := atx.codes(); return len(c) > 0 && c[len(c)-1] == 200 })
+	closed(t, inv.Done)
+}
+
+// With every branch refused for its transport, the caller gets 500 (a
+// 503 is not passed upstream, 16.7).
+func TestOnlyLegToAnUnlistenedTransport(t *testing.T) {
+	r := newRig(t, memstore.New(), clock.NewFake(t0))
+	inv, atx, id := r.invite("sip:bob@10.2.2.2:5080;transport=tcp") // the rig listens on UDP only
+	r.deliver(id, inv)
+	closed(t, inv.Done)
+	if c := atx.codes(); len(c) == 0 || c[len(c)-1] != 500 {
+		t.Fatalf("caller got %v, want a final 500", c)
+	}
+	if b, _ := r.tp.sent("INVITE"); len(b) != 0 {
+		t.Fatalf("%d INVITEs sent", len(b))
+	}
+	if f := legFailures(t, r, id); len(f) != 1 || f[0].Code != 503 {
+		t.Fatalf("leg failures %v", f)
+	}
+}
+
+// A B leg's INVITE whose transaction ends on a transport error (a TCP
+// connection refused, an ICMP error) fails as a 503; one that times out
+// (Timer B) as a 408, which is what the caller then gets.
+func TestLegTransportErrorIs503AndTimeout408(t *testing.T) {
+	r := newRig(t, memstore.New(), clock.NewFake(t0))
+	inv, atx, id, _, ons := r.dial(2, "sip:bob@10.2.2.2:5080", "sip:bob@10.2.2.3:5080")
+	ons[0](nil, fmt.Errorf("transaction ended: %w", fmt.Errorf("write: connection refused. %w", sip.ErrTransactionTransport)))
+	waitFor(t, "first leg failed", func() bool { return len(legFailures(t, r, id)) == 1 })
+	ons[1](nil, fmt.Errorf("transaction ended: %w", sip.ErrTransactionTimeout))
+	closed(t, inv.Done)
+	f := legFailures(t, r, id)
+	if len(f) != 2 || f[0].Code != 503 || f[1].Code != 408 {
+		t.Fatalf("leg failures %v, want 503 then 408", f)
+	}
+	if c := atx.codes(); len(c) == 0 || c[len(c)-1] != 408 {
+		t.Fatalf("caller got %v, want a final 408", c)
+	}
+}
+
+// An in-dialog request whose next hop (the first Route, else the remote
+// target) needs a transport the node lacks is not built.
+func TestDialogRequestToAnUnlistenedTransport(t *testing.T) {
+	for _, c := range []struct {
+		target string
+		routes []string
+		ok     bool
+	}{
+		{"sip:bob@10.2.2.2:5080;transport=tcp", nil, true},
+		{"sip:bob@10.2.2.2:5080;transport=tls", nil, false},
+		{"sips:bob@10.2.2.2:5081", nil, false},
+		{"sip:bob@10.2.2.2:5080;transport=tls", []string{"<sip:p1.example.test;lr>"}, true}, // the proxy takes it on
+		{"sip:bob@10.2.2.2:5080", []string{"<sip:p1.example.test;lr;transport=sctp>"}, false},
+	} {
+		d := &dialogRequest{method: "BYE", target: c.target, routes: c.routes, branch: "z9hG4bKx",
+			from: "<sip:alice@example.test>;tag=a", to: "<sip:bob@example.test>;tag=b", callID: "c1", cseq: 2}
+		_, err := d.build(twoListeners)
+		if c.ok != (err == nil) || (err != nil && !errors.Is(err, ErrNoTransport)) {
+			t.Errorf("BYE to %s via %v: err %v", c.target, c.routes, err)
+		}
+	}
+}
+
+// legFailures is the call's LegFailed events, in order.
+func legFailures(t *testing.T, r *rig, id string) []*eventpb.LegFailed {
+	t.Helper()
+	evs, err := r.st.ReadStream(context.Background(), StreamName(id), 1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*eventpb.LegFailed
+	for _, e := range evs {
+		m, err := events.Unwrap(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f, ok := m.(*eventpb.LegFailed); ok {
+			out = append(out, f)
+		}
+	}
+	return out
 }
