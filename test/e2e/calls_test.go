@@ -21,7 +21,7 @@ import (
 // callUsers: user0001.. are callers, the callees are named per test.
 func callUsers() []peers.Cred {
 	users := peers.Users(100, "secret")
-	for _, n := range []string{"bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "kate", "load", "mallory", "nina", "oscar", "olivia", "peggy", "quentin", "rupert"} {
+	for _, n := range []string{"bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "kate", "load", "mallory", "nina", "oscar", "olivia", "peggy", "quentin", "rupert", "sybil"} {
 		users = append(users, peers.Cred{User: n, Password: "secret"})
 	}
 	return users
@@ -167,6 +167,28 @@ func TestCalls(t *testing.T) {
 		h.call(h.caller("rupert", "call_uac.xml"), h.callee("rupert", "call_uas_answer_late.xml", 1), h.calleeOn("t1", "rupert", "call_uas_ring.xml", 1))
 		h.noLiveCalls()
 	})
+	t.Run("forking to a TLS contact and a UDP one: nothing goes to the TLS one in the clear", func(t *testing.T) {
+		// Tandem has no TLS listener: the contact saying transport=tls
+		// gets no INVITE (before, it got one over UDP, in the clear), its
+		// branch fails as a 503, and the UDP contact's answer wins.
+		h := h.sub(t)
+		tlsSide, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tlsSide.Close()
+		if _, err := peers.RegisterContact(h.dir, "reg-sybil-tls", h.sipAddr, domain, peers.Cred{User: "sybil", Password: "secret"},
+			tlsSide.LocalAddr().String()+";transport=tls", "127.0.0.1"); err != nil {
+			t.Fatal(err)
+		}
+		h.call(h.caller("sybil", "call_uac.xml"), h.callee("sybil", "call_uas.xml", 1))
+		h.noLiveCalls()
+		buf := make([]byte, 65536)
+		_ = tlsSide.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if n, _, err := tlsSide.ReadFrom(buf); err == nil {
+			t.Fatalf("the TLS contact got %d bytes over UDP:\n%s", n, buf[:n])
+		}
+	})
 	t.Run("unregistered callee", func(t *testing.T) {
 		h := h.sub(t)
 		h.call(h.caller("mallory", "call_uac_unregistered.xml"))
@@ -214,7 +236,7 @@ func TestCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"tandem_calls_answered_total 12", `tandem_calls_failed_total{code="486"} 1`,
+	for _, want := range []string{"tandem_calls_answered_total 13", `tandem_calls_failed_total{code="486"} 1`,
 		`tandem_calls_failed_total{code="480"} 1`, `tandem_calls_failed_total{code="487"} 2`, "tandem_calls_active 0"} {
 		if !strings.Contains(m, want+"\n") {
 			t.Errorf("metrics lack %q", want)
