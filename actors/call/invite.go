@@ -629,9 +629,14 @@ func (a *callActor) ackRequest(at *eventpb.LegAttempted, res *sip.Response, bran
 	}
 	req := sip.NewRequest(sip.ACK, target)
 	rrs := siphdr.All(res, "Record-Route")
-	next := uriTransport(&target)
+	hop, next := &target, uriTransport(&target)
 	if len(rrs) > 0 { // the route set's first is the last Record-Route
-		next = textTransport("", []string{rrs[len(rrs)-1].Value()})
+		hop, next = nextHop(&target, []string{rrs[len(rrs)-1].Value()})
+	}
+	if hop != nil {
+		if err := a.cfg.Transport.Local().reach(hop, next); err != nil {
+			return nil, fmt.Errorf("ACK: %w", err)
+		}
 	}
 	tr := a.cfg.Transport.Local().For(next).viaHeader(branch, req)
 	for _, h := range slices.Backward(rrs) {

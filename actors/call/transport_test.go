@@ -255,6 +255,24 @@ func TestLegTransportErrorIs503AndTimeout408(t *testing.T) {
 	}
 }
 
+// A callee whose 2xx gives a remote target on TLS gets no ACK over UDP
+// (a UDP datagram to a TLS port is lost anyway, and in the clear): the
+// ACK is not built, and the log says why.
+func TestAckToAnUnlistenedTransportIsNotSent(t *testing.T) {
+	r := newRig(t, memstore.New(), clock.NewFake(t0))
+	inv, atx, _, binv, ons := r.dial(1, "sip:bob@10.2.2.2:5080")
+	ok := respond(binv[0], 200, "OK", "tb", true)
+	ok.RemoveHeader("Contact")
+	ok.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "10.2.2.2", Port: 5081,
+		UriParams: sip.HeaderParams{{K: "transport", V: "tls"}}}})
+	ons[0](ok, nil)
+	waitFor(t, "200 to A", func() bool { c := atx.codes(); return len(c) > 0 && c[len(c)-1] == 200 })
+	closed(t, inv.Done)
+	if acks := r.tp.written("ACK"); len(acks) != 0 {
+		t.Fatalf("%d ACKs written to a TLS remote target:\n%s", len(acks), acks[0].String())
+	}
+}
+
 // An in-dialog request whose next hop (the first Route, else the remote
 // target) needs a transport the node lacks is not built.
 func TestDialogRequestToAnUnlistenedTransport(t *testing.T) {
