@@ -197,7 +197,7 @@ func TestLocalReach(t *testing.T) {
 // A contact whose URI names a transport the node does not listen on (TLS
 // here) or needs TLS (sips) gets no INVITE at all: sent over UDP it would
 // go in the clear to a port expecting TLS. Its branch fails as a 503
-// (RFC 3261 8.1.3.1, 16.9); the other branch, on UDP, rings and answers.
+// (RFC 3261 8.1.3.1, 16.9); the other branch, on UDP, answers and wins.
 func TestLegToAnUnlistenedTransportFailsAs503(t *testing.T) {
 	r := newRig(t, memstore.New(), clock.NewFake(t0))
 	r.tp.local = &twoListeners
