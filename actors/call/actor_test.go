@@ -666,11 +666,12 @@ func TestRequiredExtensionsPassedToTheBLeg(t *testing.T) {
 	}
 }
 
-// RFC 3262 end to end: the callee's reliable 180 reaches the caller
-// reliably (under Tandem's RSeq), the caller's PRACK reaches the callee
-// (with the callee's RSeq), and the B leg's CSeq accounts for it.
-func TestReliableProvisionalAndPrackRelayed(t *testing.T) {
-	r := newRig(t, memstore.New(), clock.NewFake(t0))
+// reliablyRinging dials bob@10.2.2.2:5080 from a caller supporting 100rel
+// and has the callee answer with a reliable 180 (RSeq 5) whose Contact is
+// contact; it returns once that 180 reached the caller.
+func (r *rig) reliablyRinging(contact sip.Uri) (*Invite, *fakeTx, string, []*sip.Request, []func(*sip.Response, error)) {
+	t := r.t
+	t.Helper()
 	inv, atx, id := r.invite("sip:bob@10.2.2.2:5080")
 	inv.Req.AppendHeader(sip.NewHeader("Supported", "100rel, timer"))
 	r.deliver(id, inv)
@@ -683,9 +684,18 @@ func TestReliableProvisionalAndPrackRelayed(t *testing.T) {
 	ringing := respond(binv[0], 180, "Ringing", "tb", false)
 	ringing.AppendHeader(sip.NewHeader("Require", "100rel"))
 	ringing.AppendHeader(sip.NewHeader("RSeq", "5"))
-	ringing.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "10.2.2.2", Port: 5080}})
+	ringing.AppendHeader(&sip.ContactHeader{Address: contact})
 	ons[0](ringing, nil)
 	waitFor(t, "reliable 180 to A", func() bool { c := atx.codes(); return len(c) > 0 && c[len(c)-1] == 180 })
+	return inv, atx, id, binv, ons
+}
+
+// RFC 3262 end to end: the callee's reliable 180 reaches the caller
+// reliably (under Tandem's RSeq), the caller's PRACK reaches the callee
+// (with the callee's RSeq), and the B leg's CSeq accounts for it.
+func TestReliableProvisionalAndPrackRelayed(t *testing.T) {
+	r := newRig(t, memstore.New(), clock.NewFake(t0))
+	inv, atx, id, binv, ons := r.reliablyRinging(sip.Uri{Scheme: "sip", User: "bob", Host: "10.2.2.2", Port: 5080})
 	p := atx.last()
 	if !hasOption(p, "Require", "100rel") || headerValue(p, "RSeq") != "1" {
 		t.Fatalf("180 to A is not reliable: %s", p)

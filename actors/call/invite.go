@@ -376,19 +376,27 @@ func (a *callActor) onPrack(m *InDialog) {
 		a.respondTo(m.Tx, m.Req, 500, "Server Internal Error", [][2]string{{"Retry-After", "1"}})
 		return
 	}
+	at := l.Attempt
+	target := l.EarlyContact
+	if target == "" {
+		target = at.RequestUri
+	}
+	local := a.cfg.Transport.Local()
+	if err := local.reachText(target, l.EarlyRoute); err != nil {
+		// Nothing is recorded: the PRACK is refused as a relay whose
+		// request cannot be built is (relayRequest).
+		a.cfg.Logger.Warn("PRACK not relayed", "call", a.id, "leg", l.N, "err", err)
+		a.respondTo(m.Tx, m.Req, 500, "Server Internal Error", nil)
+		return
+	}
 	out := l.CSeq + 1
 	ev := &eventpb.InDialogRelayed{FromSide: "a", Method: "PRACK", InCseq: m.Req.CSeq().SeqNo, OutCseq: out, Leg: l.N}
 	if err := a.persist(causeOf(m.Req), ev); err != nil {
 		a.respondTo(m.Tx, m.Req, 500, "Server Internal Error", nil)
 		return
 	}
-	at := l.Attempt
-	target := l.EarlyContact
-	if target == "" {
-		target = at.RequestUri
-	}
 	msg := newMsg("PRACK", target)
-	msg.h("Via", a.cfg.Transport.Local().For(textTransport(target, l.EarlyRoute)).via("z9hG4bK"+a.cfg.NewBranch()))
+	msg.h("Via", local.For(textTransport(target, l.EarlyRoute)).via("z9hG4bK"+a.cfg.NewBranch()))
 	for _, r := range l.EarlyRoute {
 		msg.h("Route", r)
 	}
@@ -729,8 +737,13 @@ func (a *callActor) ackAndBye(l *Leg, res *sip.Response) {
 	for i := len(rr) - 1; i >= 0; i-- {
 		route = append(route, rr[i].Value())
 	}
+	local := a.cfg.Transport.Local()
+	if err := local.reachText(target, route); err != nil {
+		a.cfg.Logger.Warn("BYE for a 2xx that lost not sent", "call", a.id, "leg", l.N, "err", err)
+		return
+	}
 	m := newMsg("BYE", target)
-	m.h("Via", a.cfg.Transport.Local().For(textTransport(target, route)).via("z9hG4bK"+a.cfg.NewBranch()))
+	m.h("Via", local.For(textTransport(target, route)).via("z9hG4bK"+a.cfg.NewBranch()))
 	for _, r := range route {
 		m.h("Route", r)
 	}

@@ -141,6 +141,22 @@ func (l Local) reach(u *sip.Uri, transport string) error {
 	return nil
 }
 
+// reachText is reach for a request to target (as text) with route set
+// routes, the way requests built as text (PRACK, the BYE of a 2xx that lost)
+// are addressed. A target or first Route that does not parse is left to
+// the build, which fails on it.
+func (l Local) reachText(target string, routes []string) error {
+	var u sip.Uri
+	if err := sip.ParseUri(target, &u); err != nil && len(routes) == 0 {
+		return nil
+	}
+	hop, next := nextHop(&u, routes)
+	if hop == nil {
+		return nil
+	}
+	return l.reach(hop, next)
+}
+
 // othersBut is l's listeners with o swapped for l itself, for For.
 func (l Local) othersBut(o Local) []Local {
 	out := make([]Local, 0, len(l.Others))

@@ -315,3 +315,58 @@ func legFailures(t *testing.T, r *rig, id string) []*eventpb.LegFailed {
 	}
 	return out
 }
+
+// A caller's PRACK for a reliable 18x whose Contact (the early dialog's
+// remote target) needs TLS is refused with 500 and nothing recorded or
+// sent, as an in-dialog request that cannot be built is; before, it went
+// out over UDP.
+func TestPrackToAnUnlistenedTransport(t *testing.T) {
+	r := newRig(t, memstore.New(), clock.NewFake(t0))
+	_, _, id, _, _ := r.reliablyRinging(sip.Uri{Scheme: "sip", User: "bob", Host: "10.2.2.2", Port: 5081,
+		UriParams: sip.HeaderParams{{K: "transport", V: "tls"}}})
+	before := len(r.types(id))
+	prack := parseReq(t, "PRACK sip:"+ALegTag(id)+"@127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5070;branch=z9hG4bKpr\n"+
+		"From: <sip:alice@example.test>;tag=fa\nTo: <sip:bob@example.test>;tag="+ALegTag(id)+"\nCall-ID: ca@10.1.1.1\nCSeq: 3 PRACK\nRAck: 1 2 INVITE\nContent-Length: 0\n\n")
+	ptx := &fakeTx{}
+	done := make(chan struct{})
+	r.deliver(id, &InDialog{Req: prack, Tx: ptx, Side: "a", Done: done})
+	closed(t, done)
+	if c := ptx.codes(); len(c) != 1 || c[0] != 500 {
+		t.Fatalf("PRACK answered %v, want 500", c)
+	}
+	if pr, _ := r.tp.sent("PRACK"); len(pr) != 0 {
+		t.Fatalf("PRACK sent to a TLS remote target:\n%s", pr[0])
+	}
+	if n := len(r.types(id)); n != before {
+		t.Fatalf("events after the refused PRACK: %v", r.types(id)[before:])
+	}
+}
+
+// A 2xx from a branch that lost, whose Contact needs TLS, gets neither
+// the ACK nor the BYE over UDP (the log says why).
+func TestLosing2xxOnAnUnlistenedTransportGetsNoBye(t *testing.T) {
+	r := newRig(t, memstore.New(), clock.NewFake(t0))
+	inv, atx, id, binv, ons := r.dial(2, "sip:bob@10.2.2.2:5080", "sip:bob@10.2.2.3:5080")
+	ons[0](respond(binv[0], 200, "OK", "tb", true), nil)
+	waitFor(t, "200 to A", func() bool { c := atx.codes(); return len(c) > 0 && c[len(c)-1] == 200 })
+	closed(t, inv.Done)
+	waitFor(t, "ACK to the winner", func() bool { return len(r.tp.written("ACK")) == 1 })
+	late := respond(binv[1], 200, "OK", "tc", true)
+	late.RemoveHeader("Contact")
+	late.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sips", User: "bob", Host: "10.2.2.3", Port: 5081}})
+	ons[1](late, nil)
+	// The caller then hangs up: its BYE, queued after the late 2xx, is
+	// handled after it, so once it is answered every BYE is sent.
+	bye := parseReq(t, "BYE sip:"+ALegTag(id)+"@127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5070;branch=z9hG4bKbye\n"+
+		"From: <sip:alice@example.test>;tag=fa\nTo: <sip:bob@example.test>;tag="+ALegTag(id)+"\nCall-ID: ca@10.1.1.1\nCSeq: 4 BYE\nContent-Length: 0\n\n")
+	done := make(chan struct{})
+	r.deliver(id, &InDialog{Req: bye, Tx: &fakeTx{}, Side: "a", Done: done})
+	closed(t, done)
+	byes, _ := r.tp.sent("BYE")
+	if len(byes) != 1 || byes[0].Recipient.Host != "10.2.2.2" {
+		t.Fatalf("BYEs sent %v, want only the winner's (10.2.2.2)", byes)
+	}
+	if acks := r.tp.written("ACK"); len(acks) != 1 {
+		t.Fatalf("%d ACKs written, want only the winner's", len(acks))
+	}
+}
